@@ -1,0 +1,153 @@
+"""Multi-head attention: heads, masks, relative positions, self- and cross-attention.
+
+What the reference computes (transformers 4.57.6, eager; reference §3-4), per attention module:
+
+    Q, K, V = x Wq^T + bq,  m Wk^T + bk,  m Wv^T + bv       m = x (self) or encoder states (cross)
+    raw     = Q K^T  [+ relative-position terms]               (B, H, Tq, Tk)
+    scores  = raw / sqrt(Dh) + mask_add                        mask added after scaling
+    probs   = softmax(scores)                                  dropout on probs in training
+    context = merge_heads(probs V)                             (B, Tq, D)
+
+The additive mask is ``(1 - keep) * finfo(dtype).min``: a fully masked row has every score equal to
+finfo.min, so its softmax is uniform over all keys (no NaN), exactly as the reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .backend import get_xp
+from .ops import dropout_forward, embedding_forward, linear_forward, softmax_forward
+
+# ---------------------------------------------------------------- heads
+
+
+def split_heads(x, num_heads):
+    """(B, L, D) -> (B, H, L, Dh)"""
+    B, L, D = x.shape
+    return x.reshape(B, L, num_heads, D // num_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, H, L, Dh) -> (B, L, D)"""
+    B, H, L, Dh = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, L, H * Dh)
+
+
+# ---------------------------------------------------------------- masks
+
+
+def additive_mask(keep, dtype):
+    """0 where ``keep`` is 1 and finfo(dtype).min where it is 0: added to scores before softmax.
+
+    Like the reference, the mask is not cast to bool: use 0/1 values only.
+    """
+    xp = get_xp(keep)
+    return (1.0 - keep.astype(dtype)) * xp.finfo(dtype).min
+
+
+def padding_mask(attention_mask, dtype):
+    """Keys a query may see, from a (B, Tk) 0/1 mask -> additive (B, 1, 1, Tk), broadcast over heads and queries."""
+    return additive_mask(attention_mask[:, None, None, :], dtype)
+
+
+def causal_padding_mask(attention_mask, query_len, dtype):
+    """Decoder self-attention: query i (the i-th of the last ``query_len`` positions) sees key j
+    when j is a past key or j <= i, and the padding mask allows j.
+
+    attention_mask: (B, Tk) 0/1 over every key (past ones included) -> additive (B, 1, Tq, Tk)
+    """
+    xp = get_xp(attention_mask)
+    key_len = attention_mask.shape[1]
+    past_len = key_len - query_len
+    query_pos = past_len + xp.arange(query_len)  # (Tq,)
+    causal = query_pos[:, None] >= xp.arange(key_len)[None, :]  # (Tq, Tk)
+    keep = causal[None, None, :, :] * attention_mask[:, None, None, :]  # (B, 1, Tq, Tk)
+    return additive_mask(keep, dtype)
+
+
+# ---------------------------------------------------------------- relative positions
+
+
+def relative_position_embeddings(distance_table, query_positions, key_len, max_positions):
+    """The distance embedding for each (query, key) pair: E[(l - r) + P - 1].
+
+    distance_table: (2P-1, Dh); query_positions: (Tq,) ints, each query's own position ->
+    (Tq, Tk, Dh), and the cache of the lookup.
+    """
+    xp = get_xp(distance_table)
+    distance = query_positions[:, None] - xp.arange(key_len)[None, :]  # (Tq, Tk), in [-(P-1), P-1]
+    return embedding_forward(distance + (max_positions - 1), distance_table)  # (Tq, Tk) -> (Tq, Tk, Dh)
+
+
+def relative_scores(q, k, pos_emb, position_embedding_type):
+    """The relative-position terms added to the unscaled Q K^T.
+
+    relative_key:        raw[b,h,l,r] += sum_d Q[b,h,l,d] P[l,r,d]
+    relative_key_query:  raw[b,h,l,r] += sum_d Q[b,h,l,d] P[l,r,d] + sum_d K[b,h,r,d] P[l,r,d]
+
+    q: (B, H, Tq, Dh); k: (B, H, Tk, Dh); pos_emb: (Tq, Tk, Dh) -> (B, H, Tq, Tk)
+    """
+    xp = get_xp(q)
+    extra = xp.einsum("bhld,lrd->bhlr", q, pos_emb)
+    if position_embedding_type == "relative_key_query":
+        extra = extra + xp.einsum("bhrd,lrd->bhlr", k, pos_emb)
+    return extra
+
+
+# ---------------------------------------------------------------- attention
+
+
+def attention_forward(
+    x,
+    p,
+    mask_add,
+    num_heads,
+    *,
+    memory=None,
+    position_embedding_type="absolute",
+    query_positions=None,
+    max_positions=None,
+    dropout_prob=0.0,
+    rng=None,
+    train=False,
+):
+    """Multi-head attention (transformers' BertSelfAttention): the context, before the output dense.
+
+    x: (B, Tq, D) the queries' input. memory: (B, Tk, D) the keys' and values' input, or None for
+    self-attention (memory = x). p: {"query", "key", "value"} linears and, for relative positions,
+    "distance_embedding" (2P-1, Dh). mask_add: additive mask broadcastable to (B, H, Tq, Tk), or None.
+    query_positions: (Tq,) position of each query (relative types only); max_positions: P.
+    Returns context (B, Tq, D) and the cache.
+    """
+    kv_input = x if memory is None else memory
+    q_lin, q_cache = linear_forward(x, p["query"])  # (B, Tq, D)
+    k_lin, k_cache = linear_forward(kv_input, p["key"])  # (B, Tk, D)
+    v_lin, v_cache = linear_forward(kv_input, p["value"])  # (B, Tk, D)
+    q = split_heads(q_lin, num_heads)  # (B, Tq, D) -> (B, H, Tq, Dh)
+    k = split_heads(k_lin, num_heads)  # (B, Tk, D) -> (B, H, Tk, Dh)
+    v = split_heads(v_lin, num_heads)  # (B, Tk, D) -> (B, H, Tk, Dh)
+    head_dim = q.shape[-1]
+
+    raw = q @ k.transpose(0, 1, 3, 2)  # (B, H, Tq, Dh) @ (B, H, Dh, Tk) -> (B, H, Tq, Tk)
+    pos_emb, pos_cache = None, None
+    if position_embedding_type != "absolute":
+        pos_emb, pos_cache = relative_position_embeddings(
+            p["distance_embedding"]["weight"], query_positions, k.shape[2], max_positions
+        )
+        raw = raw + relative_scores(q, k, pos_emb, position_embedding_type)  # before scaling, as the reference
+    scores = raw / math.sqrt(head_dim)
+    if mask_add is not None:
+        scores = scores + mask_add  # after scaling, as the reference
+    probs, softmax_cache = softmax_forward(scores)  # (B, H, Tq, Tk)
+    probs_dropped, dropout_cache = dropout_forward(probs, dropout_prob, rng, train)
+    context = merge_heads(probs_dropped @ v)  # (B, H, Tq, Dh) -> (B, Tq, D)
+
+    cache = {
+        "q": q, "k": k, "v": v, "probs": probs, "probs_dropped": probs_dropped,
+        "q_cache": q_cache, "k_cache": k_cache, "v_cache": v_cache,
+        "softmax": softmax_cache, "dropout": dropout_cache,
+        "pos_emb": pos_emb, "pos_cache": pos_cache,
+        "position_embedding_type": position_embedding_type, "self_attention": memory is None,
+    }  # fmt: skip
+    return context, cache

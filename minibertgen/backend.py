@@ -1,0 +1,170 @@
+"""The backend seam: the only file that knows NumPy and CuPy apart.
+
+Every op starts with ``xp = get_xp(x)``: an array carries its backend, so layer code never asks
+"am I on the GPU?". The few real differences between the two libraries live here:
+
+- ``scatter_add``: duplicate-safe ``out[idx] += values`` (``np.add.at`` / ``cupyx.scatter_add``);
+  plain ``out[idx] += values`` silently drops repeated indices.
+- ``erf``: NumPy has none (we use SciPy's); CuPy's lives in ``cupyx.scipy.special``.
+- ``check_token_ids``: validates ids on the host, because CuPy wraps out-of-range indices
+  silently where NumPy would raise.
+
+The backend for *new* arrays (random init, loading) is chosen at one boundary: ``set_backend``,
+the ``MINIBERTGEN_BACKEND`` environment variable, ``model.to(...)`` or ``backend=`` on loading.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+BACKENDS = ("numpy", "cupy")
+_current_backend: str | None = None
+
+
+class BackendUnavailableError(RuntimeError):
+    """Raised when the cupy backend is asked for where it cannot run."""
+
+
+def _cupy():
+    """Import cupy, or raise one clear error saying what is missing and how to fix it."""
+    try:
+        import cupy  # the one place cupy is imported
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "backend 'cupy' was requested but CuPy is not installed; "
+            'install it with: pip install "minibertgen[gpu]"  (or use backend "numpy")'
+        ) from exc
+    try:
+        n_gpus = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing or broken: cupy imports but cannot run
+        raise BackendUnavailableError(
+            f"backend 'cupy' was requested but no usable CUDA GPU was found ({exc}); "
+            "run on a machine with an NVIDIA GPU and driver, or use backend 'numpy'"
+        ) from exc
+    if n_gpus < 1:
+        raise BackendUnavailableError(
+            "backend 'cupy' was requested but CUDA reports 0 GPUs; use backend 'numpy'"
+        )
+    return cupy
+
+
+def _check_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    return name
+
+
+def set_backend(name: str) -> None:
+    """Choose the backend for new arrays: "numpy" (default) or "cupy"."""
+    _check_name(name)
+    if name == "cupy":
+        _cupy()  # fail now, with the clear error, rather than at the first op
+    global _current_backend
+    _current_backend = name
+
+
+def get_backend() -> str:
+    """The backend for new arrays: set_backend's choice, else $MINIBERTGEN_BACKEND, else numpy."""
+    if _current_backend is not None:
+        return _current_backend
+    return _check_name(os.environ.get("MINIBERTGEN_BACKEND", "numpy") or "numpy")
+
+
+def backend_module(name: str | None = None):
+    """The array module (numpy or cupy) for a backend name (default: get_backend())."""
+    name = _check_name(name or get_backend())
+    return np if name == "numpy" else _cupy()
+
+
+def get_xp(*arrays):
+    """The array module of the given arrays: numpy for host arrays, cupy for device arrays."""
+    for a in arrays:
+        module = type(a).__module__
+        if module.startswith("cupy"):
+            return _cupy()
+    return np
+
+
+def backend_of(x) -> str:
+    """"cupy" for a device array, else "numpy"."""
+    return "cupy" if type(x).__module__.startswith("cupy") else "numpy"
+
+
+def to_numpy(x):
+    """Bring an array (or a nested dict/list/tuple of arrays) to the host as numpy."""
+    if isinstance(x, dict):
+        return {k: to_numpy(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(to_numpy(v) for v in x)
+    if type(x).__module__.startswith("cupy"):
+        return x.get()
+    return x
+
+
+def to_device(x, backend: str | None = None):
+    """Move an array (or a nested dict/list/tuple of arrays) to a backend (default: get_backend())."""
+    xp = backend_module(backend)
+    if isinstance(x, dict):
+        return {k: to_device(v, backend) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(to_device(v, backend) for v in x)
+    if xp is np:
+        return to_numpy(x)
+    return xp.asarray(x)
+
+
+def scatter_add(out, indices, values) -> None:
+    """In place: ``out[indices] += values``, adding every repeated index (not just the last).
+
+    out: (N, ...); indices: integer array of any shape I; values: I + out.shape[1:].
+    """
+    xp = get_xp(out)
+    if xp is np:
+        np.add.at(out, indices, values)
+    else:
+        import cupyx  # noqa: F401  (cupy is installed: get_xp returned it)
+
+        cupyx.scatter_add(out, indices, values)
+
+
+def erf(x):
+    """The error function, elementwise, on the array's own backend."""
+    if get_xp(x) is np:
+        from scipy.special import erf as scipy_erf
+
+        return scipy_erf(x)
+    from cupyx.scipy.special import erf as cupy_erf
+
+    return cupy_erf(x)
+
+
+def check_token_ids(ids, vocab_size: int, name: str = "input_ids") -> None:
+    """Raise ValueError unless every id is an integer in [0, vocab_size).
+
+    Checked on the host (one small reduction) because CuPy would wrap bad ids silently.
+    """
+    xp = get_xp(ids)
+    if not xp.issubdtype(ids.dtype, xp.integer):
+        raise ValueError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+    if ids.size == 0:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"{name} holds token id {bad}, outside [0, {vocab_size}) (vocab_size {vocab_size})"
+        )
+
+
+def random_uniform(rng, shape, like):
+    """Uniform [0, 1) draws of ``shape`` from a host numpy Generator, on ``like``'s backend and dtype.
+
+    Drawing on the host keeps both backends bit-identical for the same seed; on CuPy it costs one
+    transfer per call.
+    """
+    if rng is None:
+        rng = np.random.default_rng()
+    draws = rng.random(shape, dtype=np.float64).astype(like.dtype, copy=False)
+    return draws if get_xp(like) is np else get_xp(like).asarray(draws)

@@ -1,0 +1,666 @@
+"""BertGeneration: embeddings, encoder and decoder stacks, the LM head, bert2bert; and the thin
+classes that hold a config and a parameter tree.
+
+Parameters are a nested dict mirroring transformers' state-dict names (layers are a list):
+``params["encoder"]["layer"][0]["attention"]["self"]["query"]["weight"]`` is
+``encoder.layer.0.attention.self.query.weight``. ``flatten(params)`` gives those names.
+
+The model functions are pure: ``*_forward(params, cfg, inputs...) -> (outputs, cache)``. The
+classes only hold ``config`` and ``params`` and call them.
+
+Shapes: B batch, S source length, T target length, D hidden, V vocabulary, P max positions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .attention import causal_padding_mask, padding_mask
+from .backend import backend_module, backend_of, check_token_ids, get_xp, to_device, to_numpy
+from .blocks import layer_forward
+from .config import BertGenerationConfig, EncoderDecoderConfig, check_tieable
+from .ops import cross_entropy_forward, dropout_forward, embedding_forward, layernorm_forward, linear_forward
+from .weights import ParamSpec, flatten, init_params, load_checkpoint, save_checkpoint, unflatten
+
+DTYPES = ("float32", "float64")
+
+# ================================================================ parameter layout and init
+
+
+def bert_param_spec(cfg: BertGenerationConfig, *, cross_attention: bool) -> dict[str, ParamSpec]:
+    """Names, shapes and init of one BertGeneration stack (BertGenerationEncoder's keys, reference §9)."""
+    D, F, P, V = cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings, cfg.vocab_size
+    std = cfg.initializer_range
+
+    def linear(name, n_out, n_in):
+        return {f"{name}.weight": ParamSpec((n_out, n_in), "normal", std), f"{name}.bias": ParamSpec((n_out,), "zeros")}
+
+    def layernorm(name):
+        return {f"{name}.weight": ParamSpec((D,), "ones"), f"{name}.bias": ParamSpec((D,), "zeros")}
+
+    spec = {
+        "embeddings.word_embeddings.weight": ParamSpec((V, D), "normal", std, pad_row=cfg.pad_token_id),
+        "embeddings.position_embeddings.weight": ParamSpec((P, D), "normal", std),
+        **layernorm("embeddings.LayerNorm"),
+    }
+    for i in range(cfg.num_hidden_layers):
+        layer = f"encoder.layer.{i}"
+        for part in ("query", "key", "value"):
+            spec.update(linear(f"{layer}.attention.self.{part}", D, D))
+        if cfg.position_embedding_type != "absolute":
+            spec[f"{layer}.attention.self.distance_embedding.weight"] = ParamSpec((2 * P - 1, cfg.head_dim), "normal", std)
+        spec.update(linear(f"{layer}.attention.output.dense", D, D))
+        spec.update(layernorm(f"{layer}.attention.output.LayerNorm"))
+        if cross_attention:
+            for part in ("query", "key", "value"):
+                spec.update(linear(f"{layer}.crossattention.self.{part}", D, D))
+            spec.update(linear(f"{layer}.crossattention.output.dense", D, D))
+            spec.update(layernorm(f"{layer}.crossattention.output.LayerNorm"))
+        spec.update(linear(f"{layer}.intermediate.dense", F, D))
+        spec.update(linear(f"{layer}.output.dense", D, F))
+        spec.update(layernorm(f"{layer}.output.LayerNorm"))
+    return spec
+
+
+def encoder_param_spec(cfg: BertGenerationConfig) -> dict[str, ParamSpec]:
+    """BertGenerationEncoder: one stack, no prefix."""
+    return bert_param_spec(cfg, cross_attention=False)
+
+
+def decoder_param_spec(cfg: BertGenerationConfig) -> dict[str, ParamSpec]:
+    """BertGenerationDecoder: the stack under ``bert.`` plus the LM head.
+
+    Tied (the default), the LM head's weight is the word-embedding table and is not a separate
+    parameter; ``lm_head.bias`` is the one bias (transformers' lm_head.decoder.bias is the same tensor).
+    """
+    spec = {f"bert.{k}": v for k, v in bert_param_spec(cfg, cross_attention=cfg.add_cross_attention).items()}
+    if not cfg.tie_word_embeddings:
+        spec["lm_head.decoder.weight"] = ParamSpec((cfg.vocab_size, cfg.hidden_size), "normal", cfg.initializer_range)
+    spec["lm_head.bias"] = ParamSpec((cfg.vocab_size,), "zeros")
+    return spec
+
+
+def encoder_decoder_param_spec(cfg: EncoderDecoderConfig) -> dict[str, ParamSpec]:
+    """EncoderDecoderModel: ``encoder.*`` and ``decoder.*``.
+
+    With tie_encoder_decoder the encoder has no weights of its own: it runs on ``decoder.bert.*``
+    (every encoder weight is tied, reference §8), so each shared weight appears once here.
+    """
+    spec = {}
+    if not cfg.tie_encoder_decoder:
+        spec.update({f"encoder.{k}": v for k, v in encoder_param_spec(cfg.encoder).items()})
+    spec.update({f"decoder.{k}": v for k, v in decoder_param_spec(cfg.decoder).items()})
+    if cfg.encoder.hidden_size != cfg.decoder.hidden_size:
+        d_in, d_out = cfg.encoder.hidden_size, cfg.decoder.hidden_size
+        spec["enc_to_dec_proj.weight"] = ParamSpec((d_out, d_in), "normal", cfg.decoder.initializer_range)
+        spec["enc_to_dec_proj.bias"] = ParamSpec((d_out,), "zeros")
+    return spec
+
+
+# ================================================================ forward functions
+
+
+def embeddings_forward(input_ids, p, cfg, *, position_offset=0, rng=None, train=False):
+    """LN(word[ids] + position[offset + arange(T)]), then dropout (reference §2: no token types).
+
+    input_ids: (B, T) ints; p: {"word_embeddings", "position_embeddings", "LayerNorm"} -> (B, T, D)
+    """
+    xp = get_xp(p["word_embeddings"]["weight"])
+    length = input_ids.shape[1]
+    if position_offset + length > cfg.max_position_embeddings:
+        raise ValueError(
+            f"sequence of {position_offset + length} positions is longer than max_position_embeddings "
+            f"({cfg.max_position_embeddings}); truncate the input (e.g. tokenizer max_length)"
+        )
+    positions = position_offset + xp.arange(length)  # (T,)
+    words, word_cache = embedding_forward(input_ids, p["word_embeddings"]["weight"])  # (B, T) -> (B, T, D)
+    where, position_cache = embedding_forward(positions, p["position_embeddings"]["weight"])  # (T,) -> (T, D)
+    summed = words + where  # (B, T, D) + (T, D)
+    normed, ln_cache = layernorm_forward(summed, p["LayerNorm"], cfg.layer_norm_eps)
+    out, dropout_cache = dropout_forward(normed, cfg.hidden_dropout_prob, rng, train)
+    cache = {"word": word_cache, "position": position_cache, "LayerNorm": ln_cache, "dropout": dropout_cache}
+    return out, cache
+
+
+def bert_forward(
+    p,
+    cfg,
+    input_ids,
+    attention_mask=None,
+    *,
+    causal=False,
+    memory=None,
+    memory_mask=None,
+    rng=None,
+    train=False,
+):
+    """One BertGeneration stack: embeddings, then every layer.
+
+    p: {"embeddings", "encoder": {"layer": [...]}}; input_ids: (B, T); attention_mask: (B, T) 0/1
+    or None (all ones); causal: the decoder's causal mask; memory: (B, S, D) encoder states for
+    cross-attention and memory_mask (B, S) or None. Returns the last hidden state (B, T, D), the
+    hidden states [embeddings, layer 1, ..., layer N], and the cache.
+    """
+    hidden, emb_cache = embeddings_forward(input_ids, p["embeddings"], cfg, rng=rng, train=train)
+    xp, dtype = get_xp(hidden), hidden.dtype
+    B, T = input_ids.shape
+    if attention_mask is None:
+        attention_mask = xp.ones((B, T), dtype=dtype)
+    if causal:
+        self_mask_add = causal_padding_mask(attention_mask, T, dtype)  # (B, 1, T, T)
+    else:
+        self_mask_add = padding_mask(attention_mask, dtype)  # (B, 1, 1, T)
+    cross_mask_add = None if memory_mask is None else padding_mask(memory_mask, dtype)  # (B, 1, 1, S)
+    # Each query at its own position (DESIGN.md §1): equals transformers with use_cache=False.
+    query_positions = xp.arange(T) if cfg.position_embedding_type != "absolute" else None
+
+    hidden_states, layer_caches = [hidden], []
+    for layer_params in p["encoder"]["layer"]:
+        hidden, layer_cache = layer_forward(
+            hidden,
+            layer_params,
+            cfg,
+            self_mask_add,
+            memory=memory,
+            cross_mask_add=cross_mask_add,
+            query_positions=query_positions,
+            rng=rng,
+            train=train,
+        )
+        hidden_states.append(hidden)
+        layer_caches.append(layer_cache)
+    return hidden, hidden_states, {"embeddings": emb_cache, "layers": layer_caches}
+
+
+def lm_head_forward(hidden, p_lm_head, word_embeddings):
+    """logits = h W^T + bias, with W the word embeddings when tied (no "decoder" in p_lm_head).
+
+    hidden: (B, T, D); word_embeddings: (V, D) -> logits (B, T, V)
+    """
+    weight = p_lm_head["decoder"]["weight"] if "decoder" in p_lm_head else word_embeddings
+    return linear_forward(hidden, {"weight": weight, "bias": p_lm_head["bias"]})  # (B, T, D) -> (B, T, V)
+
+
+def shift_tokens_right(labels, pad_token_id, decoder_start_token_id):
+    """decoder_input_ids from labels: start token first, then labels[:, :-1], with -100 -> pad.
+
+    labels: (B, T) -> (B, T)
+    """
+    xp = get_xp(labels)
+    shifted = xp.empty_like(labels)
+    shifted[:, 0] = decoder_start_token_id
+    shifted[:, 1:] = labels[:, :-1]
+    return xp.where(shifted == -100, pad_token_id, shifted)
+
+
+# ================================================================ inputs
+
+
+def as_ids(x, name, vocab_size, backend):
+    """Token ids as a (B, L) int64 array on ``backend``, checked against the vocabulary."""
+    if x is None:
+        return None
+    xp = backend_module(backend)
+    arr = xp.asarray(to_numpy(x)) if xp is np else xp.asarray(x)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (batch, length), got shape {tuple(arr.shape)}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(arr.shape)}); expected at least one token per row")
+    if name == "labels":  # -100 marks positions the loss ignores
+        check_token_ids(xp.where(arr == -100, 0, arr), vocab_size, name)
+    else:
+        check_token_ids(arr, vocab_size, name)
+    return arr.astype(xp.int64, copy=False)
+
+
+def as_mask(mask, name, shape, dtype, backend):
+    """A 0/1 attention mask of ``shape`` as a float array of the model's dtype, or None."""
+    if mask is None:
+        return None
+    xp = backend_module(backend)
+    arr = xp.asarray(to_numpy(mask)) if xp is np else xp.asarray(mask)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(arr.shape)}, expected {tuple(shape)} (one 0/1 per token)")
+    if arr.size and not bool(xp.all((arr == 0) | (arr == 1))):
+        raise ValueError(f"{name} must hold only 0 and 1 (1 = attend), got other values")
+    return arr.astype(dtype)
+
+
+# ================================================================ outputs
+
+
+@dataclass
+class EncoderOutput:
+    last_hidden_state: Any  # (B, S, D)
+    hidden_states: list  # num_layers + 1 arrays (B, S, D), the embedding output first
+    cache: dict = field(repr=False, default_factory=dict)
+
+
+@dataclass
+class DecoderOutput:
+    logits: Any  # (B, T, V)
+    loss: Any = None  # scalar, when labels were given
+    hidden_states: list = field(default_factory=list)  # num_layers + 1 arrays (B, T, D)
+    cache: dict = field(repr=False, default_factory=dict)
+
+
+@dataclass
+class Seq2SeqOutput:
+    logits: Any  # (B, T, V)
+    loss: Any = None  # scalar, when labels were given
+    encoder_last_hidden_state: Any = None  # (B, S, D_enc)
+    encoder_hidden_states: list = field(default_factory=list)
+    decoder_hidden_states: list = field(default_factory=list)
+    decoder_input_ids: Any = None  # (B, T): given, or shifted from labels
+    cache: dict = field(repr=False, default_factory=dict)
+
+
+# ================================================================ classes
+
+
+class _Module:
+    """What the three model classes share: config, params tree, backend and dtype moves, files."""
+
+    config: Any
+    params: dict
+    load_report: Any = None
+
+    def _param_spec(self) -> dict[str, ParamSpec]:
+        raise NotImplementedError
+
+    def _init(self, params, seed, dtype, backend):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if params is None:
+            params = unflatten(init_params(self._param_spec(), seed, dtype))
+        self.params = to_device(params, backend)
+
+    @property
+    def backend(self) -> str:
+        return backend_of(self._first_param())
+
+    @property
+    def dtype(self):
+        return self._first_param().dtype
+
+    def _first_param(self):
+        return next(iter(flatten(self.params).values()))
+
+    def to(self, backend: str | None = None, dtype: str | None = None):
+        """Move the parameters to a backend ("numpy"/"cupy") and/or cast them (float32/float64). Returns self."""
+        params = self.params
+        if dtype is not None:
+            if dtype not in DTYPES:
+                raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+            params = unflatten({k: v.astype(dtype) for k, v in flatten(params).items()})
+        self.params = to_device(params, backend or self.backend)
+        return self
+
+    def num_parameters(self) -> int:
+        return int(sum(v.size for v in flatten(self.params).values()))
+
+    def state_dict(self) -> dict:
+        """{transformers key: array}, including the derived keys a transformers file carries."""
+        return flatten(self.params)
+
+
+class BertGenerationEncoder(_Module):
+    """transformers' BertGenerationEncoder: a bidirectional BERT stack with no pooler and no token types.
+
+    ``enc(input_ids, attention_mask=None)`` returns the last hidden state (B, S, D);
+    ``enc.forward(...)`` returns an EncoderOutput with every hidden state and the cache.
+    """
+
+    def __init__(self, config: BertGenerationConfig, params=None, *, seed=0, dtype="float32", backend=None):
+        if config.add_cross_attention:
+            raise ValueError("an encoder has no cross-attention: set add_cross_attention=False")
+        self.config = config
+        self._init(params, seed, dtype, backend)
+
+    def _param_spec(self):
+        return encoder_param_spec(self.config)
+
+    def forward(self, input_ids, attention_mask=None, *, train=False, rng=None) -> EncoderOutput:
+        cfg, be = self.config, self.backend
+        ids = as_ids(input_ids, "input_ids", cfg.vocab_size, be)
+        mask = as_mask(attention_mask, "attention_mask", ids.shape, self.dtype, be)
+        hidden, hidden_states, cache = bert_forward(self.params, cfg, ids, mask, rng=rng, train=train)
+        return EncoderOutput(hidden, hidden_states, cache)
+
+    def __call__(self, input_ids, attention_mask=None, *, train=False, rng=None):
+        """(B, S) ids -> (B, S, D) last hidden state."""
+        return self.forward(input_ids, attention_mask, train=train, rng=rng).last_hidden_state
+
+    @classmethod
+    def from_pretrained(
+        cls, path, *, seed=0, backend=None, dtype="float32", strict=True, fold_token_type=False, **overrides
+    ):
+        """Load a BERT or BertGeneration checkpoint folder (config.json + model.safetensors).
+
+        A BERT file's token-type embeddings and pooler are dropped (listed in ``load_report``);
+        ``fold_token_type=True`` adds token_type_embeddings[0] into every position row instead,
+        so the encoder reproduces BertModel for single-segment input.
+        """
+        config = _read_part_config(path, overrides)
+        config = config.replace(is_decoder=False, add_cross_attention=False)
+        model = cls.__new__(cls)
+        model.config = config
+        flat, model.load_report = load_checkpoint(
+            path, encoder_param_spec(config), role="encoder", dtype=dtype, strict=strict,
+            fold_token_type=fold_token_type, seed=seed,
+        )  # fmt: skip
+        model._init(unflatten(flat), 0, dtype, backend)
+        return model
+
+    def save_pretrained(self, path) -> None:
+        save_checkpoint(path, flatten(self.params), self.config.to_dict(), role="encoder", config=self.config)
+
+
+class BertGenerationDecoder(_Module):
+    """transformers' BertGenerationDecoder: a BERT stack (causal when is_decoder) plus an LM head.
+
+    ``dec(input_ids, ..., labels=None)`` returns a DecoderOutput; with labels, the loss is the
+    reference's causal-LM loss (logits[t] predicts labels[t+1]).
+    """
+
+    def __init__(self, config: BertGenerationConfig, params=None, *, seed=0, dtype="float32", backend=None):
+        if config.add_cross_attention and not config.is_decoder:
+            raise ValueError("add_cross_attention=True needs is_decoder=True (as in transformers)")
+        self.config = config
+        self._init(params, seed, dtype, backend)
+
+    def _param_spec(self):
+        return decoder_param_spec(self.config)
+
+    def __call__(
+        self,
+        input_ids,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        labels=None,
+        *,
+        train=False,
+        rng=None,
+    ) -> DecoderOutput:
+        cfg, be = self.config, self.backend
+        ids = as_ids(input_ids, "input_ids", cfg.vocab_size, be)
+        mask = as_mask(attention_mask, "attention_mask", ids.shape, self.dtype, be)
+        memory, memory_mask = None, None
+        if encoder_hidden_states is not None:
+            memory = to_device(encoder_hidden_states, be)
+            _check_memory(memory, ids.shape[0], cfg.hidden_size)
+            memory_mask = as_mask(encoder_attention_mask, "encoder_attention_mask", memory.shape[:2], self.dtype, be)
+        logits, hidden_states, cache = decoder_forward(
+            self.params, cfg, ids, mask, memory=memory, memory_mask=memory_mask, rng=rng, train=train
+        )
+        loss = None
+        if labels is not None:
+            lab = as_ids(labels, "labels", cfg.vocab_size, be)
+            _check_same_shape(lab, ids, "labels", "input_ids")
+            V = logits.shape[-1]
+            # causal-LM loss: the prediction at t is scored against the label at t + 1
+            loss, cache["loss"] = cross_entropy_forward(logits[:, :-1].reshape(-1, V), lab[:, 1:].reshape(-1))
+        return DecoderOutput(logits, loss, hidden_states, cache)
+
+    @classmethod
+    def from_pretrained(
+        cls, path, *, seed=0, backend=None, dtype="float32", strict=True, fold_token_type=False, **overrides
+    ):
+        """Load a decoder (or warm-start one from a BERT/encoder checkpoint).
+
+        ``add_cross_attention=True, is_decoder=True`` (passed as overrides) make a bert2bert
+        decoder; cross-attention weights and the LM head bias absent from the file start fresh
+        and are listed in ``load_report.new``.
+        """
+        config = _read_part_config(path, overrides)
+        model = cls.__new__(cls)
+        model.config = config
+        flat, model.load_report = load_checkpoint(
+            path, decoder_param_spec(config), role="decoder", dtype=dtype, strict=strict,
+            fold_token_type=fold_token_type, seed=seed,
+        )  # fmt: skip
+        model._init(unflatten(flat), 0, dtype, backend)
+        return model
+
+    def save_pretrained(self, path) -> None:
+        save_checkpoint(path, flatten(self.params), self.config.to_dict(), role="decoder", config=self.config)
+
+
+def decoder_forward(p, cfg, input_ids, attention_mask=None, *, memory=None, memory_mask=None, rng=None, train=False):
+    """The decoder stack (causal when cfg.is_decoder) and the LM head.
+
+    p: {"bert", "lm_head"}; input_ids: (B, T); memory: (B, S, D) or None.
+    Returns logits (B, T, V), hidden states, cache.
+    """
+    hidden, hidden_states, bert_cache = bert_forward(
+        p["bert"], cfg, input_ids, attention_mask, causal=cfg.is_decoder,
+        memory=memory, memory_mask=memory_mask, rng=rng, train=train,
+    )  # fmt: skip
+    logits, head_cache = lm_head_forward(hidden, p["lm_head"], p["bert"]["embeddings"]["word_embeddings"]["weight"])
+    return logits, hidden_states, {"bert": bert_cache, "lm_head": head_cache}
+
+
+class EncoderDecoderModel(_Module):
+    """bert2bert: transformers' EncoderDecoderModel over a BertGenerationEncoder and Decoder.
+
+    ``model(input_ids, ..., labels=...)`` returns a Seq2SeqOutput whose loss is the reference's:
+    mean cross-entropy of logits[t] against labels[t] (no shift), -100 ignored; decoder_input_ids
+    default to the labels shifted right behind ``decoder_start_token_id``.
+
+    ``model.encoder`` and ``model.decoder`` are views on the same parameters.
+    """
+
+    def __init__(self, config: EncoderDecoderConfig, params=None, *, seed=0, dtype="float32", backend=None):
+        if not isinstance(config, EncoderDecoderConfig):
+            raise ValueError(f"config must be an EncoderDecoderConfig, got {type(config).__name__}")
+        self.config = config
+        self._init(params, seed, dtype, backend)
+
+    def _param_spec(self):
+        return encoder_decoder_param_spec(self.config)
+
+    @property
+    def encoder(self) -> BertGenerationEncoder:
+        """The encoder, sharing this model's arrays (with tie_encoder_decoder: the decoder's stack)."""
+        enc = BertGenerationEncoder.__new__(BertGenerationEncoder)
+        enc.config = self.config.encoder
+        enc.params = self._encoder_params()
+        return enc
+
+    @property
+    def decoder(self) -> BertGenerationDecoder:
+        """The decoder, sharing this model's arrays."""
+        dec = BertGenerationDecoder.__new__(BertGenerationDecoder)
+        dec.config = self.config.decoder
+        dec.params = self.params["decoder"]
+        return dec
+
+    def _encoder_params(self):
+        if self.config.tie_encoder_decoder:
+            # Every encoder weight is the decoder's; the encoder never touches crossattention.
+            return self.params["decoder"]["bert"]
+        return self.params["encoder"]
+
+    @classmethod
+    def from_encoder_decoder(
+        cls, encoder: BertGenerationEncoder, decoder: BertGenerationDecoder, *, seed=0, **config_kwargs
+    ):
+        """Pair two models (as transformers' ``EncoderDecoderModel(encoder=..., decoder=...)``).
+
+        The decoder needs is_decoder and add_cross_attention (transformers sets them in the config
+        only, so a decoder built without cross-attention weights would run without them: raised here).
+        With ``tie_encoder_decoder=True`` the decoder's weights are kept and the encoder's dropped.
+        """
+        if not (decoder.config.is_decoder and decoder.config.add_cross_attention):
+            raise ValueError(
+                "the decoder must be built with is_decoder=True and add_cross_attention=True "
+                "(e.g. BertGenerationDecoder.from_pretrained(path, is_decoder=True, add_cross_attention=True))"
+            )
+        if backend_of(flatten(encoder.params)["embeddings.word_embeddings.weight"]) != decoder.backend:
+            raise ValueError("encoder and decoder are on different backends; move one with .to(...)")
+        config = EncoderDecoderConfig(encoder=encoder.config, decoder=decoder.config, **config_kwargs)
+        flat = {f"decoder.{k}": v for k, v in flatten(decoder.params).items()}
+        if config.tie_encoder_decoder:
+            check_tieable(encoder.config, decoder.config)
+        else:
+            flat.update({f"encoder.{k}": v for k, v in flatten(encoder.params).items()})
+        model = cls.__new__(cls)
+        model.config = config
+        if "enc_to_dec_proj.weight" in encoder_decoder_param_spec(config):
+            proj_spec = {k: v for k, v in encoder_decoder_param_spec(config).items() if k.startswith("enc_to_dec")}
+            flat.update(init_params(proj_spec, seed, str(decoder.dtype)))
+        model.params = to_device(unflatten(flat), decoder.backend)
+        return model
+
+    @classmethod
+    def from_encoder_decoder_pretrained(
+        cls,
+        encoder_path,
+        decoder_path,
+        *,
+        seed=0,
+        backend=None,
+        dtype="float32",
+        fold_token_type=False,
+        tie_encoder_decoder=False,
+        decoder_start_token_id=None,
+        pad_token_id=None,
+        bos_token_id=None,
+        eos_token_id=None,
+    ):
+        """Warm start (Rothe et al.): encoder and decoder from BERT or BertGeneration checkpoints.
+
+        The decoder gains fresh cross-attention (N(0, initializer_range), seeded by ``seed``) and a
+        zero LM-head bias; ``load_report`` lists them, and what was dropped.
+
+        Unlike transformers' ``from_encoder_decoder_pretrained``, a plain "bert" checkpoint gives
+        BertGeneration parts here (as the BertGeneration bert2bert recipe builds them by hand),
+        not BertModel + BertLMHeadModel.
+        """
+        encoder = BertGenerationEncoder.from_pretrained(
+            encoder_path, backend=backend, dtype=dtype, fold_token_type=fold_token_type
+        )
+        decoder = BertGenerationDecoder.from_pretrained(
+            decoder_path, backend=backend, dtype=dtype, fold_token_type=fold_token_type,
+            is_decoder=True, add_cross_attention=True, seed=seed,
+        )  # fmt: skip
+        model = cls.from_encoder_decoder(
+            encoder, decoder, seed=seed, tie_encoder_decoder=tie_encoder_decoder,
+            decoder_start_token_id=decoder_start_token_id, pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+        )  # fmt: skip
+        model.load_report = encoder.load_report.merged("encoder", decoder.load_report, "decoder")
+        return model
+
+    @classmethod
+    def from_pretrained(cls, path, *, backend=None, dtype="float32", strict=True):
+        """Load a transformers EncoderDecoderModel folder (or one saved here)."""
+        from .config import read_json
+
+        config = EncoderDecoderConfig.from_dict(read_json(os.path.join(os.fspath(path), "config.json")))
+        model = cls.__new__(cls)
+        model.config = config
+        flat, model.load_report = load_checkpoint(
+            path, encoder_decoder_param_spec(config), role="encoder-decoder", dtype=dtype, strict=strict
+        )
+        model._init(unflatten(flat), 0, dtype, backend)
+        return model
+
+    def save_pretrained(self, path) -> None:
+        """config.json, generation_config.json and model.safetensors, loadable by transformers 4.57.6 and 5.x."""
+        save_checkpoint(path, flatten(self.params), self.config.to_dict(), role="encoder-decoder", config=self.config)
+
+    def __call__(
+        self,
+        input_ids,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        labels=None,
+        *,
+        train=False,
+        rng=None,
+    ) -> Seq2SeqOutput:
+        """input_ids: (B, S); decoder_input_ids or labels: (B, T); masks 0/1 of the same shapes.
+
+        Returns logits (B, T, V) and, with labels, the loss.
+        """
+        cfg, be = self.config, self.backend
+        ids = as_ids(input_ids, "input_ids", cfg.encoder.vocab_size, be)
+        mask = as_mask(attention_mask, "attention_mask", ids.shape, self.dtype, be)
+        lab = as_ids(labels, "labels", cfg.decoder.vocab_size, be)
+        dec_ids = as_ids(decoder_input_ids, "decoder_input_ids", cfg.decoder.vocab_size, be)
+        if dec_ids is None:
+            if lab is None:
+                raise ValueError("give decoder_input_ids or labels (from which decoder_input_ids are made)")
+            if cfg.decoder_start_token_id is None or cfg.pad_token_id is None:
+                missing = "decoder_start_token_id" if cfg.decoder_start_token_id is None else "pad_token_id"
+                raise ValueError(
+                    f"config.{missing} is None: set it (model.config.{missing} = ...) to make "
+                    "decoder_input_ids from labels"
+                )
+            dec_ids = shift_tokens_right(lab, cfg.pad_token_id, cfg.decoder_start_token_id)  # (B, T)
+            if decoder_attention_mask is None:  # as the reference: inferred only for shifted labels
+                decoder_attention_mask = (dec_ids != cfg.pad_token_id).astype(self.dtype)
+        if lab is not None:
+            _check_same_shape(lab, dec_ids, "labels", "decoder_input_ids")
+        dec_mask = as_mask(decoder_attention_mask, "decoder_attention_mask", dec_ids.shape, self.dtype, be)
+        _check_same_batch(ids, dec_ids)
+
+        enc_hidden, enc_states, enc_cache = bert_forward(
+            self._encoder_params(), cfg.encoder, ids, mask, rng=rng, train=train
+        )
+        memory, proj_cache = enc_hidden, None
+        if "enc_to_dec_proj" in self.params:
+            memory, proj_cache = linear_forward(enc_hidden, self.params["enc_to_dec_proj"])  # (B, S, De) -> (B, S, Dd)
+        logits, dec_states, dec_cache = decoder_forward(
+            self.params["decoder"], cfg.decoder, dec_ids, dec_mask,
+            memory=memory, memory_mask=mask, rng=rng, train=train,
+        )  # fmt: skip
+        cache = {"encoder": enc_cache, "enc_to_dec_proj": proj_cache, "decoder": dec_cache}
+        loss = None
+        if lab is not None:
+            V = logits.shape[-1]
+            loss, cache["loss"] = cross_entropy_forward(logits.reshape(-1, V), lab.reshape(-1))  # no shift
+        return Seq2SeqOutput(logits, loss, enc_hidden, enc_states, dec_states, dec_ids, cache)
+
+
+# ================================================================ helpers
+
+
+def _read_part_config(path, overrides) -> BertGenerationConfig:
+    from .config import read_json
+
+    d = read_json(os.path.join(os.fspath(path), "config.json"))
+    if d.get("model_type") == "encoder-decoder":
+        raise ValueError(f"{path} holds an EncoderDecoderModel; load it with EncoderDecoderModel.from_pretrained")
+    config = BertGenerationConfig.from_dict(d)
+    return config.replace(**overrides) if overrides else config
+
+
+def _check_memory(memory, batch, hidden):
+    if memory.ndim != 3 or memory.shape[0] != batch or memory.shape[2] != hidden:
+        raise ValueError(
+            f"encoder_hidden_states has shape {tuple(memory.shape)}, expected ({batch}, source_length, {hidden})"
+        )
+
+
+def _check_same_shape(a, b, name_a, name_b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} has shape {tuple(a.shape)} but {name_b} has {tuple(b.shape)}; they must match")
+
+
+def _check_same_batch(ids, dec_ids):
+    if ids.shape[0] != dec_ids.shape[0]:
+        raise ValueError(
+            f"input_ids has batch {ids.shape[0]} but decoder_input_ids/labels have batch {dec_ids.shape[0]}"
+        )
