@@ -11,6 +11,8 @@ the reference setting in which each query uses its own position, as minibertgen 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .backend import to_numpy
@@ -36,6 +38,8 @@ def load_oracle():
         raise OracleUnavailable(
             f"the oracle is transformers {REFERENCE_VERSIONS['transformers']}, found {transformers.__version__}"
         )
+    transformers.logging.set_verbosity_error()  # its deprecation notices are about its API, not ours
+    warnings.filterwarnings("ignore", module=r"transformers\..*")
     return torch, transformers
 
 
