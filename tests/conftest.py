@@ -49,3 +49,15 @@ def require_path(path: Path, what: str) -> Path:
 @pytest.fixture
 def oracle():
     return require_oracle()
+
+
+def perturb(model, seed=0, scale=0.1):
+    """Move every parameter off its init (biases 0, LayerNorm 1/0 would hide mistakes): x += N(0, scale)."""
+    import numpy as np
+
+    from minibertgen import flatten, unflatten
+
+    rng = np.random.default_rng(seed)
+    flat = flatten(model.params)
+    model.params = unflatten({k: v + rng.normal(0.0, scale, v.shape).astype(v.dtype) for k, v in flat.items()})
+    return model
