@@ -27,6 +27,9 @@ ACTIVATIONS = (
     "quick_gelu", "relu", "relu2", "relu6", "sigmoid", "silu", "swish", "tanh",
 )  # fmt: skip
 MODEL_TYPES = ("bert-generation", "bert")
+# Keys of a config.json that describe the file, not the model: read and not kept.
+FILE_METADATA = ("architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path",
+                 "_attn_implementation_autoset")  # fmt: skip
 
 
 @dataclass
@@ -125,8 +128,8 @@ class BertGenerationConfig:
             raise ValueError(
                 f"config model_type {model_type!r} is not a BERT-family model; expected one of {MODEL_TYPES}"
             )
-        if "torch_dtype" in d and "dtype" not in d:  # older transformers spelled it torch_dtype
-            d["dtype"] = d.pop("torch_dtype")
+        for key in FILE_METADATA:
+            d.pop(key, None)
         names = {f.name for f in dataclasses.fields(cls)} - {"extra", "model_type"}
         known = {k: v for k, v in d.items() if k in names}
         extra = {k: v for k, v in d.items() if k not in names}
@@ -144,8 +147,6 @@ class BertGenerationConfig:
             if f.name not in ("extra", "model_type"):
                 d[f.name] = getattr(self, f.name)
         d["model_type"] = "bert-generation"
-        d.setdefault("architectures", None)
-        d.pop("_name_or_path", None)
         return d
 
     @classmethod
@@ -214,16 +215,17 @@ class EncoderDecoderConfig:
                 raise ValueError(f"encoder-decoder config lacks its {part!r} config")
         encoder = BertGenerationConfig.from_dict(d.pop("encoder"))
         decoder = BertGenerationConfig.from_dict(d.pop("decoder"))
+        for key in FILE_METADATA + ("is_encoder_decoder",):
+            d.pop(key, None)
         names = {"decoder_start_token_id", "pad_token_id", "bos_token_id", "eos_token_id", "tie_encoder_decoder"}
         known = {k: d.pop(k) for k in list(d) if k in names}
         return cls(encoder=encoder, decoder=decoder, **known, extra=d)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.extra.items() if k not in ("_name_or_path",)}
+        d = dict(self.extra)
         d.update(
             model_type="encoder-decoder",
             is_encoder_decoder=True,
-            architectures=["EncoderDecoderModel"],
             encoder=self.encoder.to_dict(),
             decoder=self.decoder.to_dict(),
             decoder_start_token_id=self.decoder_start_token_id,

@@ -241,11 +241,10 @@ class LoadReport:
 
 def group_names(keys: list[str]) -> list[str]:
     """Collapse layer indices for a short listing: 'bert.encoder.layer.*.crossattention.self.key.weight (x6)'."""
-    counts: dict[str, int] = {}
+    groups: dict[str, list[str]] = {}
     for key in keys:
-        pattern = re.sub(r"\.\d+\.", ".*.", key)
-        counts[pattern] = counts.get(pattern, 0) + 1
-    return [p if n == 1 else f"{p} (x{n})" for p, n in counts.items()]
+        groups.setdefault(re.sub(r"\.\d+\.", ".*.", key), []).append(key)
+    return [members[0] if len(members) == 1 else f"{p} (x{len(members)})" for p, members in groups.items()]
 
 
 # Keys a BERT-family file may carry that BertGeneration has no place for (reference §9, §13).
