@@ -485,10 +485,13 @@ class EncoderDecoderModel(_Module):
         return dec
 
     def _encoder_params(self):
-        if self.config.tie_encoder_decoder:
-            # Every encoder weight is the decoder's; the encoder never touches crossattention.
-            return self.params["decoder"]["bert"]
-        return self.params["encoder"]
+        if not self.config.tie_encoder_decoder:
+            return self.params["encoder"]
+        # Every encoder weight is the decoder's (reference §8): a view on the decoder's stack
+        # without its cross-attention, sharing the arrays.
+        bert = self.params["decoder"]["bert"]
+        layers = [{k: v for k, v in layer.items() if k != "crossattention"} for layer in bert["encoder"]["layer"]]
+        return {"embeddings": bert["embeddings"], "encoder": {"layer": layers}}
 
     @classmethod
     def from_encoder_decoder(
@@ -505,7 +508,7 @@ class EncoderDecoderModel(_Module):
                 "the decoder must be built with is_decoder=True and add_cross_attention=True "
                 "(e.g. BertGenerationDecoder.from_pretrained(path, is_decoder=True, add_cross_attention=True))"
             )
-        if backend_of(flatten(encoder.params)["embeddings.word_embeddings.weight"]) != decoder.backend:
+        if encoder.backend != decoder.backend:
             raise ValueError("encoder and decoder are on different backends; move one with .to(...)")
         config = EncoderDecoderConfig(encoder=encoder.config, decoder=decoder.config, **config_kwargs)
         flat = {f"decoder.{k}": v for k, v in flatten(decoder.params).items()}
