@@ -17,7 +17,16 @@ from __future__ import annotations
 import math
 
 from .backend import get_xp
-from .ops import dropout_forward, embedding_forward, linear_forward, softmax_forward
+from .ops import (
+    dropout_backward,
+    dropout_forward,
+    embedding_backward,
+    embedding_forward,
+    linear_backward,
+    linear_forward,
+    softmax_backward,
+    softmax_forward,
+)
 
 # ---------------------------------------------------------------- heads
 
@@ -95,6 +104,24 @@ def relative_scores(q, k, pos_emb, position_embedding_type):
     return extra
 
 
+def relative_scores_backward(draw, q, k, pos_emb, position_embedding_type):
+    """Gradients of the relative terms into Q, K and the (Tq, Tk, Dh) position embeddings.
+
+    extra[b,h,l,r] = sum_d Q[b,h,l,d] P[l,r,d]  (+ sum_d K[b,h,r,d] P[l,r,d])  =>
+    dQ = sum_r draw P,  dP = sum_bh draw Q  (+ dK = sum_l draw P,  dP += sum_bh draw K)
+
+    draw: (B, H, Tq, Tk) -> dq (B, H, Tq, Dh), dk (B, H, Tk, Dh) or None, dpos (Tq, Tk, Dh)
+    """
+    xp = get_xp(draw)
+    dq = xp.einsum("bhlr,lrd->bhld", draw, pos_emb)
+    dpos = xp.einsum("bhlr,bhld->lrd", draw, q)
+    dk = None
+    if position_embedding_type == "relative_key_query":
+        dk = xp.einsum("bhlr,lrd->bhrd", draw, pos_emb)
+        dpos = dpos + xp.einsum("bhlr,bhrd->lrd", draw, k)
+    return dq, dk, dpos
+
+
 # ---------------------------------------------------------------- attention
 
 
@@ -151,3 +178,38 @@ def attention_forward(
         "position_embedding_type": position_embedding_type, "self_attention": memory is None,
     }  # fmt: skip
     return context, cache
+
+
+def attention_backward(dcontext, cache):
+    """Backward of attention_forward.
+
+    dcontext: (B, Tq, D) -> dx (B, Tq, D); dmemory (B, Tk, D), or None for self-attention (where the
+    key/value gradients are already in dx); parameter gradients like p.
+    """
+    q, k, v = cache["q"], cache["k"], cache["v"]
+    head_dim = q.shape[-1]
+    num_heads = q.shape[1]
+    # context = merge_heads(probs_dropped @ V)
+    d_heads = split_heads(dcontext, num_heads)  # (B, Tq, D) -> (B, H, Tq, Dh)
+    dprobs_dropped = d_heads @ v.transpose(0, 1, 3, 2)  # (B, H, Tq, Dh) @ (B, H, Dh, Tk) -> (B, H, Tq, Tk)
+    dv = cache["probs_dropped"].transpose(0, 1, 3, 2) @ d_heads  # (B, H, Tk, Tq) @ (B, H, Tq, Dh) -> (B, H, Tk, Dh)
+    dprobs = dropout_backward(dprobs_dropped, cache["dropout"])
+    # probs = softmax(raw / sqrt(Dh) + mask_add); the mask is a constant
+    draw = softmax_backward(dprobs, cache["probs"]) / math.sqrt(head_dim)
+    # raw = Q K^T (+ relative terms)
+    dq = draw @ k  # (B, H, Tq, Tk) @ (B, H, Tk, Dh) -> (B, H, Tq, Dh)
+    dk = draw.transpose(0, 1, 3, 2) @ q  # (B, H, Tk, Tq) @ (B, H, Tq, Dh) -> (B, H, Tk, Dh)
+    grads = {}
+    if cache["position_embedding_type"] != "absolute":
+        dq_rel, dk_rel, dpos = relative_scores_backward(draw, q, k, cache["pos_emb"], cache["position_embedding_type"])
+        dq = dq + dq_rel
+        if dk_rel is not None:
+            dk = dk + dk_rel
+        grads["distance_embedding"] = {"weight": embedding_backward(dpos, cache["pos_cache"])}
+    dx, grads["query"] = linear_backward(merge_heads(dq), cache["q_cache"])  # (B, H, Tq, Dh) -> (B, Tq, D)
+    dkv_from_k, grads["key"] = linear_backward(merge_heads(dk), cache["k_cache"])
+    dkv_from_v, grads["value"] = linear_backward(merge_heads(dv), cache["v_cache"])
+    dkv = dkv_from_k + dkv_from_v  # K and V read the same input: their gradients add
+    if cache["self_attention"]:
+        return dx + dkv, None, grads  # the input fed Q, K and V
+    return dx, dkv, grads

@@ -10,8 +10,17 @@ residual, LayerNorm (transformers' BertSelfOutput and BertOutput are the same co
 
 from __future__ import annotations
 
-from .attention import attention_forward
-from .ops import activation_forward, dropout_forward, layernorm_forward, linear_forward
+from .attention import attention_backward, attention_forward
+from .ops import (
+    activation_backward,
+    activation_forward,
+    dropout_backward,
+    dropout_forward,
+    layernorm_backward,
+    layernorm_forward,
+    linear_backward,
+    linear_forward,
+)
 
 
 def residual_output_forward(h, residual, p, cfg, rng=None, train=False):
@@ -23,6 +32,17 @@ def residual_output_forward(h, residual, p, cfg, rng=None, train=False):
     dropped, dropout_cache = dropout_forward(projected, cfg.hidden_dropout_prob, rng, train)
     out, ln_cache = layernorm_forward(dropped + residual, p["LayerNorm"], cfg.layer_norm_eps)
     return out, {"dense": dense_cache, "dropout": dropout_cache, "LayerNorm": ln_cache}
+
+
+def residual_output_backward(dout, cache):
+    """out = LN(dropout(h W^T + b) + residual)  =>  (dh, dresidual, {"dense", "LayerNorm"} grads).
+
+    dout: (B, T, D) -> dh (B, T, in), dresidual (B, T, D)
+    """
+    dsum, ln_grads = layernorm_backward(dout, cache["LayerNorm"])
+    dprojected = dropout_backward(dsum, cache["dropout"])
+    dh, dense_grads = linear_backward(dprojected, cache["dense"])
+    return dh, dsum, {"dense": dense_grads, "LayerNorm": ln_grads}  # the sum passes dsum to the residual
 
 
 def attention_block_forward(x, p, mask_add, cfg, *, memory=None, query_positions=None, rng=None, train=False):
@@ -50,6 +70,13 @@ def attention_block_forward(x, p, mask_add, cfg, *, memory=None, query_positions
     return out, {"self": attn_cache, "output": output_cache}
 
 
+def attention_block_backward(dout, cache):
+    """out = LN(dropout(Wo · Attention(x, memory)) + x)  =>  (dx, dmemory or None, grads like p)."""
+    dcontext, dresidual, output_grads = residual_output_backward(dout, cache["output"])
+    dx, dmemory, attn_grads = attention_backward(dcontext, cache["self"])
+    return dx + dresidual, dmemory, {"self": attn_grads, "output": output_grads}  # x fed both paths
+
+
 def feed_forward_forward(x, p_intermediate, p_output, cfg, rng=None, train=False):
     """LN(dropout(W2 · act(W1 · x + b1) + b2) + x).
 
@@ -59,6 +86,14 @@ def feed_forward_forward(x, p_intermediate, p_output, cfg, rng=None, train=False
     activated, act_cache = activation_forward(hidden, cfg.hidden_act)
     out, output_cache = residual_output_forward(activated, x, p_output, cfg, rng, train)  # (B, T, F) -> (B, T, D)
     return out, {"intermediate": up_cache, "activation": act_cache, "output": output_cache}
+
+
+def feed_forward_backward(dout, cache):
+    """out = LN(dropout(W2 · act(W1 · x + b1) + b2) + x)  =>  (dx, intermediate grads, output grads)."""
+    dactivated, dresidual, output_grads = residual_output_backward(dout, cache["output"])
+    dhidden = activation_backward(dactivated, cache["activation"])
+    dx, up_grads = linear_backward(dhidden, cache["intermediate"])
+    return dx + dresidual, {"dense": up_grads}, output_grads  # x fed both paths
 
 
 def layer_forward(
@@ -90,3 +125,14 @@ def layer_forward(
         )
     out, cache["feed_forward"] = feed_forward_forward(h, p["intermediate"], p["output"], cfg, rng, train)
     return out, cache
+
+
+def layer_backward(dout, cache):
+    """Backward of layer_forward: dout (B, T, D) -> dx (B, T, D), dmemory (B, S, D) or None, grads like p."""
+    grads = {}
+    dh, grads["intermediate"], grads["output"] = feed_forward_backward(dout, cache["feed_forward"])
+    dmemory = None
+    if "crossattention" in cache:
+        dh, dmemory, grads["crossattention"] = attention_block_backward(dh, cache["crossattention"])
+    dx, _, grads["attention"] = attention_block_backward(dh, cache["attention"])
+    return dx, dmemory, grads

@@ -19,13 +19,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .ops import ACTIVATION_FUNCTIONS
+
 POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
 # Every name transformers' ACT2FN maps, less the two with learned parameters (prelu, xielu).
-ACTIVATIONS = (
-    "gelu", "gelu_10", "gelu_fast", "gelu_new", "gelu_python", "gelu_pytorch_tanh",
-    "gelu_python_tanh", "gelu_accurate", "laplace", "leaky_relu", "linear", "mish",
-    "quick_gelu", "relu", "relu2", "relu6", "sigmoid", "silu", "swish", "tanh",
-)  # fmt: skip
+ACTIVATIONS = tuple(ACTIVATION_FUNCTIONS)
 MODEL_TYPES = ("bert-generation", "bert")
 # Keys of a config.json that describe the file, not the model: read and not kept.
 FILE_METADATA = ("architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path",

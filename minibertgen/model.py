@@ -21,9 +21,20 @@ import numpy as np
 
 from .attention import causal_padding_mask, padding_mask
 from .backend import backend_module, backend_of, check_token_ids, get_xp, to_device, to_numpy
-from .blocks import layer_forward
+from .blocks import layer_backward, layer_forward
 from .config import BertGenerationConfig, EncoderDecoderConfig, check_tieable
-from .ops import cross_entropy_forward, dropout_forward, embedding_forward, layernorm_forward, linear_forward
+from .ops import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    dropout_backward,
+    dropout_forward,
+    embedding_backward,
+    embedding_forward,
+    layernorm_backward,
+    layernorm_forward,
+    linear_backward,
+    linear_forward,
+)
 from .weights import ParamSpec, flatten, init_params, load_checkpoint, save_checkpoint, unflatten
 
 DTYPES = ("float32", "float64")
@@ -126,6 +137,22 @@ def embeddings_forward(input_ids, p, cfg, *, position_offset=0, rng=None, train=
     return out, cache
 
 
+def embeddings_backward(dout, cache, padding_idx=None):
+    """out = dropout(LN(word[ids] + position[positions]))  =>  gradients of the three parameter groups.
+
+    dout: (B, T, D). The pad row of the word table gets no gradient from the lookup (torch's
+    padding_idx, reference §1). Returns {"word_embeddings", "position_embeddings", "LayerNorm"}.
+    """
+    dnormed = dropout_backward(dout, cache["dropout"])
+    dsummed, ln_grads = layernorm_backward(dnormed, cache["LayerNorm"])
+    dwhere = dsummed.sum(axis=0)  # the (T, D) position rows were broadcast over the batch
+    return {
+        "word_embeddings": {"weight": embedding_backward(dsummed, cache["word"], padding_idx)},
+        "position_embeddings": {"weight": embedding_backward(dwhere, cache["position"])},
+        "LayerNorm": ln_grads,
+    }
+
+
 def bert_forward(
     p,
     cfg,
@@ -176,6 +203,25 @@ def bert_forward(
     return hidden, hidden_states, {"embeddings": emb_cache, "layers": layer_caches}
 
 
+def bert_backward(dhidden, cache, padding_idx=None):
+    """Backward of bert_forward from the gradient of its last hidden state (B, T, D).
+
+    Returns (grads like p, dmemory (B, S, D) summed over every cross-attention layer, or None).
+    It *consumes* ``cache``: each layer's cache is released once used, so the memory held falls as
+    the backward walks down (the one exception to "backward never writes into the cache").
+    """
+    layer_caches = cache["layers"]
+    layer_grads, dmemory = [], None
+    while layer_caches:
+        dhidden, dmem, grads = layer_backward(dhidden, layer_caches.pop())
+        layer_grads.append(grads)
+        if dmem is not None:
+            dmemory = dmem if dmemory is None else dmemory + dmem  # every layer read the same memory
+    grads = {"embeddings": embeddings_backward(dhidden, cache.pop("embeddings"), padding_idx),
+             "encoder": {"layer": layer_grads[::-1]}}  # fmt: skip
+    return grads, dmemory
+
+
 def lm_head_forward(hidden, p_lm_head, word_embeddings):
     """logits = h W^T + bias, with W the word embeddings when tied (no "decoder" in p_lm_head).
 
@@ -183,6 +229,36 @@ def lm_head_forward(hidden, p_lm_head, word_embeddings):
     """
     weight = p_lm_head["decoder"]["weight"] if "decoder" in p_lm_head else word_embeddings
     return linear_forward(hidden, {"weight": weight, "bias": p_lm_head["bias"]})  # (B, T, D) -> (B, T, V)
+
+
+def decoder_forward(p, cfg, input_ids, attention_mask=None, *, memory=None, memory_mask=None, rng=None, train=False):
+    """The decoder stack (causal when cfg.is_decoder) and the LM head.
+
+    p: {"bert", "lm_head"}; input_ids: (B, T); memory: (B, S, D) or None.
+    Returns logits (B, T, V), hidden states, cache.
+    """
+    hidden, hidden_states, bert_cache = bert_forward(
+        p["bert"], cfg, input_ids, attention_mask, causal=cfg.is_decoder,
+        memory=memory, memory_mask=memory_mask, rng=rng, train=train,
+    )  # fmt: skip
+    logits, head_cache = lm_head_forward(hidden, p["lm_head"], p["bert"]["embeddings"]["word_embeddings"]["weight"])
+    return logits, hidden_states, {"bert": bert_cache, "lm_head": head_cache}
+
+
+def decoder_backward(dlogits, cache, cfg):
+    """Backward of decoder_forward: dlogits (B, T, V) -> (grads like p, dmemory or None).
+
+    Tied, the LM head's weight gradient is added into the word embeddings' (they are one tensor).
+    """
+    dhidden, head_grads = linear_backward(dlogits, cache["lm_head"])
+    grads, dmemory = bert_backward(dhidden, cache["bert"], cfg.pad_token_id)
+    if cfg.tie_word_embeddings:
+        word = grads["embeddings"]["word_embeddings"]
+        word["weight"] = word["weight"] + head_grads["weight"]  # lookup and LM head share the table
+        grads = {"bert": grads, "lm_head": {"bias": head_grads["bias"]}}
+    else:
+        grads = {"bert": grads, "lm_head": {"decoder": {"weight": head_grads["weight"]}, "bias": head_grads["bias"]}}
+    return grads, dmemory
 
 
 def shift_tokens_right(labels, pad_token_id, decoder_start_token_id):
@@ -195,6 +271,25 @@ def shift_tokens_right(labels, pad_token_id, decoder_start_token_id):
     shifted[:, 0] = decoder_start_token_id
     shifted[:, 1:] = labels[:, :-1]
     return xp.where(shifted == -100, pad_token_id, shifted)
+
+
+def tree_add(tree, extra):
+    """tree + extra, leaf by leaf, where ``extra`` has a leaf (a tied weight's gradients add up)."""
+    if isinstance(extra, dict):
+        return {k: tree_add(v, extra[k]) if k in extra else v for k, v in tree.items()}
+    if isinstance(extra, list):
+        return [tree_add(a, b) for a, b in zip(tree, extra, strict=True)]
+    return tree + extra
+
+
+def complete_grads(grads, params):
+    """grads with zeros for every parameter the forward did not use (e.g. skipped cross-attention),
+    ordered like params, so the result mirrors the parameter tree exactly."""
+    if isinstance(params, dict):
+        return {k: complete_grads(grads.get(k) if grads else None, v) for k, v in params.items()}
+    if isinstance(params, list):
+        return [complete_grads(grads[i] if grads else None, v) for i, v in enumerate(params)]
+    return get_xp(params).zeros_like(params) if grads is None else grads
 
 
 # ================================================================ inputs
@@ -339,6 +434,14 @@ class BertGenerationEncoder(_Module):
         """(B, S) ids -> (B, S, D) last hidden state."""
         return self.forward(input_ids, attention_mask, train=train, rng=rng).last_hidden_state
 
+    def backward(self, out: EncoderOutput, dhidden):
+        """Gradients of sum(last_hidden_state * dhidden) for every parameter, a tree like ``params``.
+
+        dhidden: (B, S, D). Consumes ``out.cache`` (each layer's cache is released once used).
+        """
+        grads, _ = bert_backward(dhidden, out.cache, self.config.pad_token_id)
+        return complete_grads(grads, self.params)
+
     @classmethod
     def from_pretrained(
         cls, path, *, seed=0, backend=None, dtype="float32", strict=True, fold_token_type=False, **overrides
@@ -411,6 +514,22 @@ class BertGenerationDecoder(_Module):
             loss, cache["loss"] = cross_entropy_forward(logits[:, :-1].reshape(-1, V), lab[:, 1:].reshape(-1))
         return DecoderOutput(logits, loss, hidden_states, cache)
 
+    def backward(self, out: DecoderOutput, dlogits=None):
+        """Gradients for every parameter, a tree like ``params``.
+
+        Of the loss when ``dlogits`` is None (the forward had labels), else of sum(logits * dlogits),
+        dlogits (B, T, V). Consumes ``out.cache``.
+        """
+        if dlogits is None:
+            if out.loss is None:
+                raise ValueError("backward needs dlogits, or a forward run with labels")
+            xp = get_xp(out.logits)
+            B, T, V = out.logits.shape
+            dlogits = xp.zeros_like(out.logits)  # the last position predicts nothing
+            dlogits[:, :-1] = cross_entropy_backward(1.0, out.cache["loss"]).reshape(B, T - 1, V)
+        grads, _ = decoder_backward(dlogits, out.cache, self.config)
+        return complete_grads(grads, self.params)
+
     @classmethod
     def from_pretrained(
         cls, path, *, seed=0, backend=None, dtype="float32", strict=True, fold_token_type=False, **overrides
@@ -433,20 +552,6 @@ class BertGenerationDecoder(_Module):
 
     def save_pretrained(self, path) -> None:
         save_checkpoint(path, flatten(self.params), self.config.to_dict(), role="decoder", config=self.config)
-
-
-def decoder_forward(p, cfg, input_ids, attention_mask=None, *, memory=None, memory_mask=None, rng=None, train=False):
-    """The decoder stack (causal when cfg.is_decoder) and the LM head.
-
-    p: {"bert", "lm_head"}; input_ids: (B, T); memory: (B, S, D) or None.
-    Returns logits (B, T, V), hidden states, cache.
-    """
-    hidden, hidden_states, bert_cache = bert_forward(
-        p["bert"], cfg, input_ids, attention_mask, causal=cfg.is_decoder,
-        memory=memory, memory_mask=memory_mask, rng=rng, train=train,
-    )  # fmt: skip
-    logits, head_cache = lm_head_forward(hidden, p["lm_head"], p["bert"]["embeddings"]["word_embeddings"]["weight"])
-    return logits, hidden_states, {"bert": bert_cache, "lm_head": head_cache}
 
 
 class EncoderDecoderModel(_Module):
@@ -635,6 +740,29 @@ class EncoderDecoderModel(_Module):
             V = logits.shape[-1]
             loss, cache["loss"] = cross_entropy_forward(logits.reshape(-1, V), lab.reshape(-1))  # no shift
         return Seq2SeqOutput(logits, loss, enc_hidden, enc_states, dec_states, dec_ids, cache)
+
+    def backward(self, out: Seq2SeqOutput, dlogits=None):
+        """Gradients of the loss (or of sum(logits * dlogits)) for every parameter, a tree like ``params``.
+
+        The gradient into the encoder output is the sum over every decoder layer's cross-attention;
+        with tie_encoder_decoder the encoder's gradients are added into the decoder's shared
+        weights. Consumes ``out.cache``: to backpropagate twice, run the forward twice.
+        """
+        cfg, cache = self.config, out.cache
+        if dlogits is None:
+            if out.loss is None:
+                raise ValueError("backward needs dlogits, or a forward run with labels")
+            dlogits = cross_entropy_backward(1.0, cache["loss"]).reshape(out.logits.shape)
+        grads = {}
+        grads["decoder"], dmemory = decoder_backward(dlogits, cache["decoder"], cfg.decoder)
+        if cache["enc_to_dec_proj"] is not None:
+            dmemory, grads["enc_to_dec_proj"] = linear_backward(dmemory, cache["enc_to_dec_proj"])
+        encoder_grads, _ = bert_backward(dmemory, cache["encoder"], cfg.encoder.pad_token_id)
+        if cfg.tie_encoder_decoder:  # one set of weights served both stacks: the gradients add
+            grads["decoder"]["bert"] = tree_add(grads["decoder"]["bert"], encoder_grads)
+        else:
+            grads["encoder"] = encoder_grads
+        return complete_grads(grads, self.params)
 
 
 # ================================================================ helpers

@@ -1,7 +1,12 @@
-"""Primitive layers, each a pure ``*_forward(...) -> (out, cache)`` function.
+"""Primitive layers as pure forward/backward pairs, side by side.
 
-The cache holds exactly what the matching backward needs (DESIGN.md §3); nothing is stored on
-objects and nothing is global. Arrays carry their backend: every op starts with ``xp = get_xp(x)``.
+    name_forward(x, ..., p) -> (out, cache)
+    name_backward(dout, cache) -> (dx, ..., dp)
+
+The cache holds exactly what the backward needs (DESIGN.md §3); nothing is stored on objects and
+nothing is global. A backward never writes into ``dout`` or the cache, and returns parameter
+gradients as a dict with the parameters' keys and shapes. Arrays carry their backend: every op
+starts with ``xp = get_xp(x)``.
 
 Shape legend (DESIGN.md §3): B batch, S source length, T target length, D hidden, H heads,
 Dh = D / H, F feed-forward width, V vocabulary, P max positions. ``...`` is any leading shape.
@@ -13,7 +18,7 @@ import math
 
 import numpy as np
 
-from .backend import erf, get_xp, random_uniform
+from .backend import erf, get_xp, random_uniform, scatter_add
 
 # ---------------------------------------------------------------- linear
 
@@ -26,7 +31,21 @@ def linear_forward(x, p):
     out = x @ p["weight"].T  # (..., in) -> (..., out)
     if "bias" in p:
         out += p["bias"]
-    return out, (x, p["weight"])
+    return out, (x, p["weight"], "bias" in p)
+
+
+def linear_backward(dout, cache):
+    """y = x W^T + b  =>  dx = dy W,  dW = dy^T x (summed over ...),  db = sum of dy over ...
+
+    dout: (..., out) -> dx (..., in), {"weight": (out, in), "bias": (out,)}
+    """
+    x, weight, has_bias = cache
+    dx = dout @ weight  # (..., out) -> (..., in)
+    dout_2d = dout.reshape(-1, dout.shape[-1])  # (..., out) -> (N, out)
+    grads = {"weight": dout_2d.T @ x.reshape(-1, x.shape[-1])}  # (out, N) @ (N, in) -> (out, in)
+    if has_bias:
+        grads["bias"] = dout_2d.sum(axis=0)
+    return dx, grads
 
 
 # ---------------------------------------------------------------- layer norm
@@ -47,31 +66,30 @@ def layernorm_forward(x, p, eps):
     return out, (x_hat, rstd, p["weight"])
 
 
+def layernorm_backward(dout, cache):
+    """out = x_hat * w + b, x_hat = (x - mean) * rstd  =>
+    dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)) with g = dout * w (means over the last axis).
+
+    dout: (..., D) -> dx (..., D), {"weight": (D,), "bias": (D,)}
+    """
+    x_hat, rstd, weight = cache
+    g = dout * weight
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - x_hat * (g * x_hat).mean(axis=-1, keepdims=True))
+    lead = tuple(range(dout.ndim - 1))
+    return dx, {"weight": (dout * x_hat).sum(axis=lead), "bias": dout.sum(axis=lead)}
+
+
 # ---------------------------------------------------------------- activations
-# transformers' ACT2FN formulas, exactly (reference §5). Each takes and returns an array of the
-# same shape; activation_forward caches the input, which is all any of their backwards needs.
+# transformers' ACT2FN formulas, exactly (reference §5), each with its derivative. The cache is
+# the input x, which is all any derivative needs.
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-
-
-def _gelu_erf(x):
-    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
-
-
-def _gelu_tanh(x):  # gelu_new, gelu_pytorch_tanh, gelu_python_tanh, gelu_accurate
-    xp = get_xp(x)
-    return 0.5 * x * (1.0 + xp.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-
-
-def _gelu_fast(x):  # transformers' FastGELUActivation, with its rounded constant
-    xp = get_xp(x)
-    return 0.5 * x * (1.0 + xp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def _sigmoid(x):
     xp = get_xp(x)
-    # exp of a non-positive number only: no overflow warning for large |x|
-    e = xp.exp(-xp.abs(x))
+    e = xp.exp(-xp.abs(x))  # exp of a non-positive number only: no overflow for large |x|
     return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
@@ -80,42 +98,100 @@ def _softplus(x):  # log(1 + e^x), stable for large |x|
     return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-def _laplace(x, mu=0.707107, sigma=0.282095):  # transformers' LaplaceActivation constants
-    return 0.5 * (1.0 + erf((x - mu) / (sigma * math.sqrt(2.0))))
+def _gelu_erf(x):  # 0.5 x (1 + erf(x / sqrt 2)): "gelu", "gelu_python"
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
+def _gelu_erf_grad(x):  # Phi(x) + x phi(x)
+    xp = get_xp(x)
+    return 0.5 * (1.0 + erf(x / math.sqrt(2.0))) + x * INV_SQRT_2PI * xp.exp(-0.5 * x * x)
+
+
+def _gelu_tanh(c):
+    """0.5 x (1 + tanh(c (x + 0.044715 x^3))) and its derivative, for a given constant c.
+
+    c = sqrt(2/pi) for gelu_new, gelu_pytorch_tanh, gelu_python_tanh and gelu_accurate;
+    c = 0.7978845608 (rounded) for transformers' gelu_fast.
+    """
+
+    def forward(x):
+        return 0.5 * x * (1.0 + get_xp(x).tanh(c * (x + 0.044715 * x**3)))
+
+    def grad(x):
+        t = get_xp(x).tanh(c * (x + 0.044715 * x**3))
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)
+
+    return forward, grad
+
+
+def _relu(x):
+    return get_xp(x).maximum(x, 0)
+
+
+_LAPLACE_MU, _LAPLACE_SIGMA = 0.707107, 0.282095  # transformers' LaplaceActivation constants
+
+
+def _laplace(x):
+    return 0.5 * (1.0 + erf((x - _LAPLACE_MU) / (_LAPLACE_SIGMA * math.sqrt(2.0))))
+
+
+def _laplace_grad(x):  # the normal density N(mu, sigma^2)
+    z = (x - _LAPLACE_MU) / _LAPLACE_SIGMA
+    return get_xp(x).exp(-0.5 * z * z) * INV_SQRT_2PI / _LAPLACE_SIGMA
+
+
+def _mish_grad(x):  # d/dx x tanh(softplus x) = tanh(sp) + x (1 - tanh(sp)^2) sigmoid(x)
+    t = get_xp(x).tanh(_softplus(x))
+    return t + x * (1.0 - t * t) * _sigmoid(x)
+
+
+def _gelu10_grad(x):  # clip(gelu(x), -10, 10): the gradient passes only where gelu is inside the clip
+    g = _gelu_erf(x)
+    return _gelu_erf_grad(x) * ((g >= -10.0) & (g <= 10.0))
+
+
+_TANH_GELU = _gelu_tanh(SQRT_2_OVER_PI)
+_FAST_GELU = _gelu_tanh(0.7978845608)
+
+# name -> (f, f'), the derivatives as torch's autograd defines them (at kinks: relu'(0) = 0).
 ACTIVATION_FUNCTIONS = {
-    "gelu": _gelu_erf,
-    "gelu_python": _gelu_erf,
-    "gelu_10": lambda x: get_xp(x).clip(_gelu_erf(x), -10.0, 10.0),
-    "gelu_new": _gelu_tanh,
-    "gelu_pytorch_tanh": _gelu_tanh,
-    "gelu_python_tanh": _gelu_tanh,
-    "gelu_accurate": _gelu_tanh,
-    "gelu_fast": _gelu_fast,
-    "quick_gelu": lambda x: x * _sigmoid(1.702 * x),
-    "relu": lambda x: get_xp(x).maximum(x, 0),
-    "relu2": lambda x: get_xp(x).maximum(x, 0) ** 2,
-    "relu6": lambda x: get_xp(x).clip(x, 0, 6),
-    "leaky_relu": lambda x: get_xp(x).where(x >= 0, x, 0.01 * x),  # torch's default slope
-    "silu": lambda x: x * _sigmoid(x),
-    "swish": lambda x: x * _sigmoid(x),
-    "mish": lambda x: x * get_xp(x).tanh(_softplus(x)),
-    "tanh": lambda x: get_xp(x).tanh(x),
-    "sigmoid": _sigmoid,
-    "laplace": _laplace,
-    "linear": lambda x: x,
-}
+    "gelu": (_gelu_erf, _gelu_erf_grad),
+    "gelu_python": (_gelu_erf, _gelu_erf_grad),
+    "gelu_10": (lambda x: get_xp(x).clip(_gelu_erf(x), -10.0, 10.0), _gelu10_grad),
+    "gelu_new": _TANH_GELU,
+    "gelu_pytorch_tanh": _TANH_GELU,
+    "gelu_python_tanh": _TANH_GELU,
+    "gelu_accurate": _TANH_GELU,
+    "gelu_fast": _FAST_GELU,
+    "quick_gelu": (lambda x: x * _sigmoid(1.702 * x),
+                   lambda x: _sigmoid(1.702 * x) * (1.0 + 1.702 * x * (1.0 - _sigmoid(1.702 * x)))),
+    "relu": (_relu, lambda x: (x > 0).astype(x.dtype)),
+    "relu2": (lambda x: _relu(x) ** 2, lambda x: 2.0 * _relu(x)),
+    "relu6": (lambda x: get_xp(x).clip(x, 0, 6), lambda x: ((x > 0) & (x < 6)).astype(x.dtype)),
+    "leaky_relu": (lambda x: get_xp(x).where(x > 0, x, 0.01 * x),  # torch's default slope
+                   lambda x: get_xp(x).where(x > 0, 1.0, 0.01)),
+    "silu": (lambda x: x * _sigmoid(x), lambda x: _sigmoid(x) * (1.0 + x * (1.0 - _sigmoid(x)))),
+    "swish": (lambda x: x * _sigmoid(x), lambda x: _sigmoid(x) * (1.0 + x * (1.0 - _sigmoid(x)))),
+    "mish": (lambda x: x * get_xp(x).tanh(_softplus(x)), _mish_grad),
+    "tanh": (lambda x: get_xp(x).tanh(x), lambda x: 1.0 - get_xp(x).tanh(x) ** 2),
+    "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1.0 - _sigmoid(x))),
+    "laplace": (_laplace, _laplace_grad),
+    "linear": (lambda x: x, lambda x: get_xp(x).ones_like(x)),
+}  # fmt: skip
 
 
 def activation_forward(x, name):
     """Apply the activation called ``name`` (a transformers ACT2FN name). x: (...) -> (...)"""
-    try:
-        fn = ACTIVATION_FUNCTIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATION_FUNCTIONS)}") from None
-    out = fn(x).astype(x.dtype, copy=False)  # erf may return float64; keep the model's dtype
+    if name not in ACTIVATION_FUNCTIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATION_FUNCTIONS)}")
+    out = ACTIVATION_FUNCTIONS[name][0](x).astype(x.dtype, copy=False)  # erf may return float64: keep the dtype
     return out, (x, name)
+
+
+def activation_backward(dout, cache):
+    """y = f(x)  =>  dx = dout * f'(x). dout: (...) -> dx (...)"""
+    x, name = cache
+    return (dout * ACTIVATION_FUNCTIONS[name][1](x)).astype(dout.dtype, copy=False)
 
 
 # ---------------------------------------------------------------- softmax
@@ -127,6 +203,11 @@ def softmax_forward(x):
     e = xp.exp(x - x.max(axis=-1, keepdims=True))
     probs = e / e.sum(axis=-1, keepdims=True)
     return probs, probs
+
+
+def softmax_backward(dout, probs):
+    """p = softmax(x)  =>  dx = p * (dout - sum(dout * p)) along the last axis. (..., N) -> (..., N)"""
+    return probs * (dout - (dout * probs).sum(axis=-1, keepdims=True))
 
 
 # ---------------------------------------------------------------- dropout
@@ -145,12 +226,33 @@ def dropout_forward(x, rate, rng=None, train=False):
     return x * mask, mask
 
 
+def dropout_backward(dout, mask):
+    """y = x * mask  =>  dx = dout * mask (the same mask; None was the identity)."""
+    return dout if mask is None else dout * mask
+
+
 # ---------------------------------------------------------------- embedding
 
 
 def embedding_forward(ids, weight):
     """Look up rows of an embedding table. ids: (...) ints; weight: (N, E) -> (..., E)"""
     return weight[ids], (ids, weight.shape)
+
+
+def embedding_backward(dout, cache, padding_idx=None):
+    """out = W[ids]  =>  dW[i] = sum of dout over every position whose id is i.
+
+    Repeated ids must add up (``scatter_add``; ``dW[ids] += dout`` would keep only one). With
+    ``padding_idx`` (torch's Embedding(padding_idx=...)), that row gets no gradient.
+    dout: (..., E) -> dW (N, E)
+    """
+    ids, table_shape = cache
+    xp = get_xp(dout)
+    grad = xp.zeros(table_shape, dtype=dout.dtype)
+    scatter_add(grad, ids.reshape(-1), dout.reshape(-1, table_shape[1]))  # (..., E) -> (n, E)
+    if padding_idx is not None:
+        grad[padding_idx] = 0.0
+    return grad
 
 
 # ---------------------------------------------------------------- cross-entropy
@@ -178,3 +280,17 @@ def cross_entropy_forward(logits, labels, ignore_index=-100):
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 -> nan is the intended answer
         loss = -(picked * valid).sum() / n_valid
     return loss, (log_probs, safe_labels, valid, n_valid)
+
+
+def cross_entropy_backward(dloss, cache):
+    """loss = -mean over valid n of log_softmax(logits)[n, label_n]  =>
+    dlogits[n] = (softmax(logits[n]) - onehot(label_n)) * valid_n / n_valid * dloss.
+
+    dloss: scalar -> dlogits (N, V)
+    """
+    log_probs, safe_labels, valid, n_valid = cache
+    xp = get_xp(log_probs)
+    dlogits = xp.exp(log_probs)  # softmax, (N, V)
+    dlogits[xp.arange(dlogits.shape[0]), safe_labels] -= 1.0
+    scale = valid.astype(dlogits.dtype) * (dloss / xp.maximum(n_valid, 1))  # no valid label: zero gradient
+    return dlogits * scale[:, None]

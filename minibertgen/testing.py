@@ -43,3 +43,55 @@ def assert_close(ours, reference, *, atol, rtol=0.0, name="tensor") -> float:
             f"({int((excess > 0).sum())} of {excess.size} entries out of tolerance)"
         )
     return float(diff.max())
+
+
+def grad_check(
+    loss_fn, arrays: dict, grads: dict, *, eps=1e-6, n_directions=2, seed=0, rtol=1e-5, atol=1e-8, only=None
+):
+    """Check analytic gradients against central finite differences along random directions.
+
+    loss_fn(arrays) -> a scalar, computed from a dict of float64 arrays (it must not modify them).
+    grads: {name: the analytic dL/d arrays[name]} for the names to check.
+    For each name and each of ``n_directions`` random unit directions u:
+        numeric  = (L(a + eps u) - L(a - eps u)) / (2 eps)       (central difference, error O(eps^2))
+        analytic = sum(grad * u)
+    and they must agree to ``rtol`` relative plus ``atol`` absolute. The defaults suit float64:
+    truncation error ~eps^2 = 1e-12 and round-off ~1e-16 |L| / eps = 1e-10 |L|.
+    only: {name: 0/1 array of the array's shape} restricts the directions to some entries (e.g. to
+    skip an embedding's pad row, which by torch's padding_idx convention gets no gradient).
+    Returns {name: worst |numeric - analytic|}; raises AssertionError naming the first bad array.
+    """
+    rng = np.random.default_rng(seed)
+    report = {}
+    for name, grad in grads.items():
+        base = arrays[name]
+        if np.asarray(to_numpy(base)).dtype != np.float64:
+            raise ValueError(f"grad_check needs float64 arrays; {name} is {base.dtype}")
+        worst = 0.0
+        for _ in range(n_directions):
+            direction = rng.normal(size=base.shape)
+            if only and name in only:
+                direction *= np.asarray(to_numpy(only[name]))
+            direction /= max(np.linalg.norm(direction), 1e-300)
+            direction = _like(direction, base)
+            plus = loss_fn({**arrays, name: base + eps * direction})
+            minus = loss_fn({**arrays, name: base - eps * direction})
+            numeric = (float(plus) - float(minus)) / (2 * eps)
+            analytic = float((grad * direction).sum())
+            error = abs(numeric - analytic)
+            worst = max(worst, error)
+            if error > rtol * max(abs(numeric), abs(analytic)) + atol:
+                raise AssertionError(
+                    f"gradient of {name} (shape {tuple(base.shape)}) is wrong: along a random direction the "
+                    f"finite difference gives {numeric!r} but backward gives {analytic!r} (error {error:.2e})"
+                )
+        report[name] = worst
+    return report
+
+
+def _like(host_array, like):
+    """A host array on ``like``'s backend."""
+    from .backend import get_xp
+
+    xp = get_xp(like)
+    return host_array if xp is np else xp.asarray(host_array)
