@@ -12,6 +12,11 @@ that every term, relative positions included, moves the outputs visibly.
 
 Relative-position decoders run with use_cache=False: the reference setting in which each query
 uses its own position, as minibertgen does (DESIGN.md §1).
+
+For every bert2bert case the dump also holds the gradient of the loss for every parameter
+(``grad.<name>``, torch autograd; tied weights once, under the name minibertgen uses) and the
+losses of 5 AdamW steps with global-norm clipping and the linear warmup schedule
+(``train_losses``; settings in TRAIN below).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+# The short training run of each bert2bert dump: torch.optim.AdamW + clip_grad_norm_ +
+# get_linear_schedule_with_warmup, the same batch every step, dropout off.
+TRAIN = dict(lr=1e-2, weight_decay=0.01, max_grad_norm=1.0, warmup_steps=2, total_steps=5)
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "reference"
 
@@ -77,6 +86,40 @@ def build(kind, transformers, torch, enc_kw, dec_kw=None, ed_kw=None, seed=0):
     return model
 
 
+def our_parameter_names(model, kind):
+    """Each distinct parameter once, under the name minibertgen gives it (reference §6, §8):
+    no lm_head.decoder.* aliases of tied or shared tensors, no encoder.* copies under tie_encoder_decoder."""
+    tied_ed = kind == "encoder-decoder" and model.config.tie_encoder_decoder
+    names = []
+    for name, _ in model.named_parameters(remove_duplicate=False):
+        if name.endswith("lm_head.decoder.bias") or (tied_ed and name.startswith("encoder.")):
+            continue
+        if name.endswith("lm_head.decoder.weight"):
+            decoder_cfg = model.config.decoder if kind == "encoder-decoder" else model.config
+            if decoder_cfg.tie_word_embeddings:
+                continue
+        names.append(name)
+    return names
+
+
+def train_losses(model, batch, torch, transformers):
+    """Losses of TRAIN["total_steps"] AdamW steps (the loss before each step)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=TRAIN["lr"], weight_decay=TRAIN["weight_decay"])
+    schedule = transformers.get_linear_schedule_with_warmup(optimizer, TRAIN["warmup_steps"], TRAIN["total_steps"])
+    model.train()  # dropout probabilities are 0 in TINY: train mode changes nothing else
+    losses = []
+    for _ in range(TRAIN["total_steps"]):
+        loss = model(**batch, use_cache=False).loss
+        losses.append(loss.item())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN["max_grad_norm"])
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+    model.eval()
+    return np.array(losses)
+
+
 def to_np(t):
     return t.detach().numpy().copy()
 
@@ -108,7 +151,7 @@ def main() -> int:
     # ---- a decoder built with is_decoder=False runs bidirectionally (the published-output setting)
     cases.append(dict(name="decoder_bidirectional", kind="decoder", enc_kw=dict(hidden_act="gelu")))
     # ---- bert2bert with labels: each position type, tied and untied, -100 in labels
-    for pos, tied in (("absolute", True), ("relative_key", True), ("relative_key_query", False)):
+    for pos, tied in [(pos, tied) for pos in ("absolute", "relative_key", "relative_key_query") for tied in (True, False)]:
         cases.append(dict(
             name=f"bert2bert_{pos}_{'tied' if tied else 'untied'}", kind="encoder-decoder",
             enc_kw=dict(position_embedding_type=pos), dec_kw=dict(position_embedding_type=pos, tie_word_embeddings=tied),
@@ -171,9 +214,20 @@ def main() -> int:
                 io["encoder_last_hidden_state"] = to_np(out.encoder_last_hidden_state)
                 for i, h in enumerate(out.decoder_hidden_states):
                     io[f"decoder_hidden_states.{i}"] = to_np(h)
+        if case["kind"] == "encoder-decoder":
+            batch = dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                         labels=torch.from_numpy(io["labels"]))  # fmt: skip
+            model.zero_grad()
+            model(**batch, use_cache=False).loss.backward()
+            for name in our_parameter_names(model, case["kind"]):
+                io[f"grad.{name}"] = to_np(model.get_parameter(name).grad)
+            model.zero_grad()
+            io["train_losses"] = train_losses(model, batch, torch, transformers)
         save_file({k: np.ascontiguousarray(v) for k, v in io.items()}, str(folder / "io.safetensors"))
         meta = {k: v for k, v in case.items()}
         meta["transformers"] = transformers.__version__
+        if case["kind"] == "encoder-decoder":
+            meta["train"] = TRAIN
         meta["torch"] = torch.__version__
         (folder / "case.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         print(f"wrote {folder.relative_to(OUT.parent.parent.parent)}")
