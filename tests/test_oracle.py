@@ -102,3 +102,29 @@ def test_tie_encoder_decoder_shares_weights_as_transformers_does():
     ours = model(ids, labels=[[7, 8, 9]])
     theirs = reference.run_encoder_decoder(hf, ids, labels=np.array([[7, 8, 9]]))
     assert_close(ours.logits, theirs["logits"], **TOL, name="logits")
+
+
+@settings(max_examples=12)
+@given(data=st.data())
+def test_every_gradient_matches_torch_autograd(data):
+    torch, _ = require_oracle()
+    enc_cfg = data.draw(part_configs(), label="encoder")
+    tie = data.draw(st.booleans(), label="tie_encoder_decoder")
+    dec_cfg = enc_cfg.replace(tie_word_embeddings=data.draw(st.booleans())) if tie else data.draw(part_configs())
+    config = mbg.EncoderDecoderConfig(enc_cfg, dec_cfg, decoder_start_token_id=1, pad_token_id=0,
+                                      tie_encoder_decoder=tie)  # fmt: skip
+    model = perturb(mbg.EncoderDecoderModel(config, seed=0, dtype="float64"), seed=5)
+    ids, mask = data.draw(padded_ids(enc_cfg.vocab_size, 8), label="source")
+    labels, kept = data.draw(padded_ids(dec_cfg.vocab_size, 6, batch=ids.shape[0], min_kept=1), label="labels")
+    labels = np.where(kept == 1, labels, -100)
+    grads = mbg.flatten(model.backward(model(ids, mask, labels=labels)))
+
+    hf = reference.hf_model(config, mbg.flatten(model.params))
+    loss = hf(input_ids=reference.to_torch(ids), attention_mask=reference.to_torch(mask),
+              labels=reference.to_torch(labels), use_cache=False).loss  # fmt: skip
+    loss.backward()
+    for name, grad in grads.items():
+        theirs = hf.get_parameter(name).grad
+        theirs = torch.zeros_like(hf.get_parameter(name)) if theirs is None else theirs
+        # float64 gradients of O(1) sums: rounding-order differences only (see TOL)
+        assert_close(grad, theirs.numpy(), atol=1e-9, rtol=1e-7, name=f"d loss / d {name}")
