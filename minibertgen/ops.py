@@ -276,7 +276,7 @@ def cross_entropy_forward(logits, labels, ignore_index=-100):
     safe_labels = xp.where(valid, labels, 0)
     log_probs = log_softmax(logits)  # (N, V)
     picked = xp.take_along_axis(log_probs, safe_labels[:, None], axis=-1)[:, 0]  # (N, V) -> (N,)
-    n_valid = valid.sum()
+    n_valid = valid.sum().astype(logits.dtype)  # in the logits' dtype: an int64 count would promote to float64
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 -> nan is the intended answer
         loss = -(picked * valid).sum() / n_valid
     return loss, (log_probs, safe_labels, valid, n_valid)
@@ -292,5 +292,6 @@ def cross_entropy_backward(dloss, cache):
     xp = get_xp(log_probs)
     dlogits = xp.exp(log_probs)  # softmax, (N, V)
     dlogits[xp.arange(dlogits.shape[0]), safe_labels] -= 1.0
-    scale = valid.astype(dlogits.dtype) * (dloss / xp.maximum(n_valid, 1))  # no valid label: zero gradient
+    per_label = xp.asarray(dloss / xp.maximum(n_valid, 1), dtype=dlogits.dtype)  # no valid label: zero gradient
+    scale = valid.astype(dlogits.dtype) * per_label
     return dlogits * scale[:, None]

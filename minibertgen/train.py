@@ -15,10 +15,20 @@ optimizer works leaf by leaf on ``flatten``ed views, so names are transformers' 
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import json
 import math
+import os
+import re
+import shutil
+import time
 from dataclasses import dataclass, field
 
-from .backend import get_xp
+import numpy as np
+
+from .backend import get_xp, to_device
+from .config import write_json_atomic
 from .weights import flatten, unflatten
 
 # ---------------------------------------------------------------- clipping
@@ -122,3 +132,309 @@ class AdamW:
 
     def load_state_dict(self, state: dict) -> None:
         self.t, self.m, self.v = int(state["t"]), dict(state["m"]), dict(state["v"])
+
+
+# ================================================================ data
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, a bad data file); the message says where."""
+
+
+def read_pairs(path) -> list[tuple[str, str]]:
+    """A JSONL file of {"source": ..., "target": ...} objects, one per line (blank lines skipped)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data file not found: {path}")
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON object ({exc.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("source"), str) \
+                    or not isinstance(record.get("target"), str):  # fmt: skip
+                raise ValueError(f'{path}:{number}: expected {{"source": "...", "target": "..."}}, got {line.strip()[:80]}')
+            pairs.append((record["source"], record["target"]))
+    if not pairs:
+        raise ValueError(f"{path} holds no examples")
+    return pairs
+
+
+def special_ids(tokenizer) -> dict[str, int]:
+    """The ids a bert2bert needs from a tokenizer: decoder start, end of sequence, pad.
+
+    WordPiece (BERT): start [CLS], end [SEP]. Sentencepiece (BertGeneration): start <s>, end </s>.
+    """
+    start = getattr(tokenizer, "cls_token_id", None)
+    end = getattr(tokenizer, "sep_token_id", None)
+    if start is None or end is None or type(tokenizer).__name__ == "BertGenerationTokenizer":
+        start, end = tokenizer.bos_token_id, tokenizer.eos_token_id
+    return {"decoder_start_token_id": start, "eos_token_id": end, "pad_token_id": tokenizer.pad_token_id}
+
+
+def encode_pairs(tokenizer, pairs, max_source_len=128, max_target_len=64) -> list[tuple[list[int], list[int]]]:
+    """Token ids for each (source, target): the source as the tokenizer encodes it (with [CLS] ...
+    [SEP] for BERT), the target as the labels the decoder must produce, ending with the end token
+    (the decoder input is the start token followed by the labels, shifted right by the model)."""
+    ids = special_ids(tokenizer)
+    encoded = []
+    for source, target in pairs:
+        src = tokenizer.encode(source)[:max_source_len]
+        tgt = tokenizer.encode(target, add_special_tokens=False)[: max_target_len - 1] + [ids["eos_token_id"]]
+        encoded.append((src, tgt))
+    return encoded
+
+
+def collate(examples, pad_token_id) -> dict:
+    """Pad one batch to its own longest source and target.
+
+    Returns input_ids (B, S), attention_mask (B, S), labels (B, T) with -100 on padding.
+    """
+    S = max(len(src) for src, _ in examples)
+    T = max(len(tgt) for _, tgt in examples)
+    input_ids = np.full((len(examples), S), pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(examples), S), dtype=np.int64)
+    labels = np.full((len(examples), T), -100, dtype=np.int64)
+    for row, (src, tgt) in enumerate(examples):
+        input_ids[row, : len(src)] = src
+        attention_mask[row, : len(src)] = 1
+        labels[row, : len(tgt)] = tgt
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class BatchStream:
+    """Batches in a seeded random order, epoch after epoch; its position and RNG state are saved
+    with checkpoints so a resumed run sees exactly the batches the uninterrupted one would."""
+
+    def __init__(self, examples, batch_size: int, pad_token_id: int, seed: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.examples, self.batch_size, self.pad_token_id = examples, batch_size, pad_token_id
+        self.rng = np.random.default_rng(seed)
+        self.order, self.position = self.rng.permutation(len(examples)), 0
+
+    def next(self) -> dict:
+        if self.position >= len(self.order):
+            self.order, self.position = self.rng.permutation(len(self.examples)), 0
+        chosen = self.order[self.position : self.position + self.batch_size]
+        self.position += len(chosen)
+        return collate([self.examples[i] for i in chosen], self.pad_token_id)
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "order": self.order.tolist(), "position": self.position}
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order, self.position = np.array(state["order"], dtype=np.int64), int(state["position"])
+
+
+# ================================================================ the loop
+
+
+@dataclass
+class TrainSettings:
+    """What ``train`` does; the defaults suit fine-tuning a warm-started bert2bert."""
+
+    steps: int = 100
+    batch_size: int = 8
+    lr: float = 5e-5
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    no_decay_bias_and_norm: bool = True  # biases and LayerNorm weights get no weight decay
+    max_grad_norm: float = 1.0
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_source_len: int = 128
+    max_target_len: int = 64
+    eval_every: int = 0  # steps between eval losses (0: at the end only)
+    save_every: int = 0  # steps between checkpoints (0: at the end only)
+    keep_checkpoints: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "grad_accum", "max_source_len", "max_target_len", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "save_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class TrainResult:
+    model: object
+    history: list  # one dict per step: step, loss, lr, grad_norm, tokens_per_s, eval_loss
+    checkpoint: str | None  # the last checkpoint written
+
+
+CSV_FIELDS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "eval_loss")
+
+
+def eval_loss(model, examples, batch_size: int, pad_token_id: int) -> float:
+    """The mean loss per label token over ``examples``, in eval mode (no dropout)."""
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = collate(examples[start : start + batch_size], pad_token_id)
+        n = int((batch["labels"] != -100).sum())
+        total += float(model(**batch).loss) * n
+        count += n
+    return total / max(count, 1)
+
+
+def train(model, tokenizer, train_pairs, out_dir, settings: TrainSettings, *, eval_pairs=None,
+          resume=False, stop_at=None, progress=True) -> TrainResult:  # fmt: skip
+    """Fine-tune a bert2bert on (source, target) pairs with minibertgen's own backprop.
+
+    Writes into ``out_dir``: ``checkpoint-NNNNNN/`` folders (transformers' layout plus
+    ``optimizer.safetensors`` and ``trainer_state.json``, each written to a temporary folder then
+    renamed, so a kill mid-save leaves the previous one intact), ``loss.csv`` and, when matplotlib
+    is installed, ``loss.png``. With ``resume=True`` it continues from the latest checkpoint there,
+    exactly: the same batches, dropout masks and optimizer state as an uninterrupted run.
+    ``stop_at`` ends this run early at that step (with a checkpoint); the schedule still spans
+    ``settings.steps``, so a later ``resume=True`` run finishes the same trajectory.
+    A non-finite loss stops with TrainingError naming the step, before any update.
+    The host is touched once per step for the loss and the gradient norm (two scalars).
+    """
+    from tqdm.auto import tqdm
+
+    os.makedirs(out_dir, exist_ok=True)
+    ids = special_ids(tokenizer)
+    model.config.decoder_start_token_id = ids["decoder_start_token_id"]
+    model.config.pad_token_id = ids["pad_token_id"]
+    model.config.eos_token_id = ids["eos_token_id"]
+    examples = encode_pairs(tokenizer, train_pairs, settings.max_source_len, settings.max_target_len)
+    held_out = encode_pairs(tokenizer, eval_pairs, settings.max_source_len, settings.max_target_len) if eval_pairs else None
+    stream = BatchStream(examples, settings.batch_size, ids["pad_token_id"], settings.seed)
+    dropout_rng = np.random.default_rng(settings.seed + 1)
+    optimizer = AdamW(lr=settings.lr, weight_decay=settings.weight_decay,
+                      no_decay=default_no_decay if settings.no_decay_bias_and_norm else None)  # fmt: skip
+    history, start_step, last_checkpoint = [], 0, None
+    if resume:
+        last_checkpoint = latest_checkpoint(out_dir)
+        if last_checkpoint is None:
+            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {out_dir}")
+        model, start_step, history = _load_training_state(last_checkpoint, model, optimizer, stream, dropout_rng)
+
+    end_step = settings.steps if stop_at is None else min(stop_at, settings.steps)
+    bar = tqdm(range(start_step, end_step), initial=start_step, total=settings.steps,
+               disable=not progress, desc="train", unit="step")  # fmt: skip
+    for step in bar:
+        started = time.perf_counter()
+        lr = settings.lr * linear_schedule(step, settings.warmup_steps, settings.steps)
+        grads, loss_sum, tokens = None, 0.0, 0
+        for _ in range(settings.grad_accum):
+            batch = stream.next()
+            out = model(**batch, train=True, rng=dropout_rng)
+            loss = float(out.loss)
+            if not math.isfinite(loss):
+                raise TrainingError(
+                    f"the loss is {loss} at step {step + 1}; stopped before updating. Last good checkpoint: "
+                    f"{last_checkpoint or 'none written yet'} (try a lower --lr)"
+                )
+            micro = model.backward(out)
+            scaled = {k: g / settings.grad_accum for k, g in flatten(micro).items()}  # mean over micro-batches
+            grads = scaled if grads is None else {k: grads[k] + scaled[k] for k in grads}
+            loss_sum += loss
+            tokens += int(batch["attention_mask"].sum() + (batch["labels"] != -100).sum())
+        grads, norm = clip_grad_norm(unflatten(grads), settings.max_grad_norm)
+        model.params = optimizer.step(model.params, grads, lr=lr)
+        record = {"step": step + 1, "loss": loss_sum / settings.grad_accum, "lr": lr, "grad_norm": norm,
+                  "tokens_per_s": tokens / max(time.perf_counter() - started, 1e-9), "eval_loss": ""}  # fmt: skip
+        done = step + 1 == end_step
+        if held_out and (done or (settings.eval_every and (step + 1) % settings.eval_every == 0)):
+            record["eval_loss"] = eval_loss(model, held_out, settings.batch_size, ids["pad_token_id"])
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+        if done or (settings.save_every and (step + 1) % settings.save_every == 0):
+            last_checkpoint = save_training_state(out_dir, step + 1, model, optimizer, stream, dropout_rng,
+                                                  history, settings)  # fmt: skip
+            write_loss_curve(out_dir, history)
+    bar.close()
+    return TrainResult(model, history, last_checkpoint)
+
+
+# ================================================================ checkpoints
+
+
+def latest_checkpoint(out_dir) -> str | None:
+    """The checkpoint-NNNNNN folder with the highest step in ``out_dir``, or None."""
+    if not os.path.isdir(out_dir):
+        return None
+    steps = [n for n in os.listdir(out_dir) if re.fullmatch(r"checkpoint-\d+", n)]
+    return os.path.join(out_dir, max(steps, key=lambda n: int(n.split("-")[1]))) if steps else None
+
+
+def save_training_state(out_dir, step, model, optimizer, stream, dropout_rng, history, settings) -> str:
+    """Write checkpoint-NNNNNN atomically (a temporary folder, then one rename) and prune old ones."""
+    from .weights import write_safetensors
+
+    final = os.path.join(out_dir, f"checkpoint-{step:06d}")
+    tmp = os.path.join(out_dir, f".checkpoint-{step:06d}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    state = optimizer.state_dict()
+    moments = {f"m.{k}": v for k, v in state["m"].items()} | {f"v.{k}": v for k, v in state["v"].items()}
+    write_safetensors(os.path.join(tmp, "optimizer.safetensors"), moments)
+    write_json_atomic(os.path.join(tmp, "trainer_state.json"), {
+        "step": step, "optimizer_t": state["t"], "batches": stream.state(),
+        "dropout_rng": dropout_rng.bit_generator.state, "history": history,
+        "settings": dataclasses.asdict(settings),
+    })  # fmt: skip
+    if os.path.isdir(final):
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    kept = sorted((n for n in os.listdir(out_dir) if re.fullmatch(r"checkpoint-\d+", n)), key=lambda n: int(n[11:]))
+    for old in kept[: -settings.keep_checkpoints]:
+        shutil.rmtree(os.path.join(out_dir, old), ignore_errors=True)
+    return final
+
+
+def _load_training_state(folder, model, optimizer, stream, dropout_rng):
+    """The model, step and history saved in ``folder``; restores optimizer, batches and dropout RNG."""
+    from .config import read_json
+    from .weights import read_safetensors
+
+    state = read_json(os.path.join(folder, "trainer_state.json"))
+    resumed = type(model).from_pretrained(folder, dtype=str(model.dtype), backend=model.backend)
+    moments = read_safetensors(os.path.join(folder, "optimizer.safetensors"))
+    to_backend = resumed.backend
+    optimizer.load_state_dict({
+        "t": state["optimizer_t"],
+        "m": {k[2:]: to_device(v, to_backend) for k, v in moments.items() if k.startswith("m.")},
+        "v": {k[2:]: to_device(v, to_backend) for k, v in moments.items() if k.startswith("v.")},
+    })  # fmt: skip
+    stream.load_state(state["batches"])
+    dropout_rng.bit_generator.state = state["dropout_rng"]
+    return resumed, int(state["step"]), list(state["history"])
+
+
+def write_loss_curve(out_dir, history) -> None:
+    """loss.csv (atomically) and, when matplotlib is installed, loss.png."""
+    path = os.path.join(out_dir, "loss.csv")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in history], [r["loss"] for r in history], label="train loss")
+    evals = [(r["step"], r["eval_loss"]) for r in history if r["eval_loss"] != ""]
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="held-out loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "loss.png"), dpi=100)
+    plt.close(fig)

@@ -94,3 +94,11 @@ def test_training_mode_dropout_is_seeded_and_changes_the_output(model):
     c = model(ids, labels=labels, train=False).logits
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 1e-4
+
+
+def test_float32_stays_float32_through_backward(model):
+    """NumPy 2 promotes float32 with a float64 *scalar* to float64: nothing may leak one in."""
+    out = model([[4, 5, 6]], [[1, 1, 0]], labels=[[7, 8, -100]], train=True, rng=np.random.default_rng(0))
+    assert out.logits.dtype == np.float32 and out.loss.dtype == np.float32
+    grads = mbg.flatten(model.backward(out))
+    assert {str(g.dtype) for g in grads.values()} == {"float32"}
