@@ -132,6 +132,7 @@ def attention_forward(
     num_heads,
     *,
     memory=None,
+    past_kv=None,
     position_embedding_type="absolute",
     query_positions=None,
     max_positions=None,
@@ -145,15 +146,26 @@ def attention_forward(
     self-attention (memory = x). p: {"query", "key", "value"} linears and, for relative positions,
     "distance_embedding" (2P-1, Dh). mask_add: additive mask broadcastable to (B, H, Tq, Tk), or None.
     query_positions: (Tq,) position of each query (relative types only); max_positions: P.
-    Returns context (B, Tq, D) and the cache.
+    past_kv: the generation KV cache, {"k", "v"} (B, H, Tp, Dh): for self-attention the keys and
+    values of earlier positions (the new ones are appended); for cross-attention the memory's keys
+    and values from the first step (reused: the memory is not projected again).
+    Returns context (B, Tq, D) and the cache; cache["k"], cache["v"] are the next step's past_kv.
     """
-    kv_input = x if memory is None else memory
     q_lin, q_cache = linear_forward(x, p["query"])  # (B, Tq, D)
-    k_lin, k_cache = linear_forward(kv_input, p["key"])  # (B, Tk, D)
-    v_lin, v_cache = linear_forward(kv_input, p["value"])  # (B, Tk, D)
     q = split_heads(q_lin, num_heads)  # (B, Tq, D) -> (B, H, Tq, Dh)
-    k = split_heads(k_lin, num_heads)  # (B, Tk, D) -> (B, H, Tk, Dh)
-    v = split_heads(v_lin, num_heads)  # (B, Tk, D) -> (B, H, Tk, Dh)
+    k_cache = v_cache = None
+    if memory is not None and past_kv is not None:  # cross-attention, later steps: reuse K, V
+        k, v = past_kv["k"], past_kv["v"]
+    else:
+        kv_input = x if memory is None else memory
+        k_lin, k_cache = linear_forward(kv_input, p["key"])  # (B, Tk, D)
+        v_lin, v_cache = linear_forward(kv_input, p["value"])  # (B, Tk, D)
+        k = split_heads(k_lin, num_heads)  # (B, Tk, D) -> (B, H, Tk, Dh)
+        v = split_heads(v_lin, num_heads)  # (B, Tk, D) -> (B, H, Tk, Dh)
+        if past_kv is not None:  # self-attention, later steps: earlier keys and values first
+            xp = get_xp(k)
+            k = xp.concatenate([past_kv["k"], k], axis=2)  # (B, H, Tp + Tq, Dh)
+            v = xp.concatenate([past_kv["v"], v], axis=2)
     head_dim = q.shape[-1]
 
     raw = q @ k.transpose(0, 1, 3, 2)  # (B, H, Tq, Dh) @ (B, H, Dh, Tk) -> (B, H, Tq, Tk)
@@ -176,6 +188,7 @@ def attention_forward(
         "softmax": softmax_cache, "dropout": dropout_cache,
         "pos_emb": pos_emb, "pos_cache": pos_cache,
         "position_embedding_type": position_embedding_type, "self_attention": memory is None,
+        "used_past": past_kv is not None,
     }  # fmt: skip
     return context, cache
 
@@ -186,6 +199,8 @@ def attention_backward(dcontext, cache):
     dcontext: (B, Tq, D) -> dx (B, Tq, D); dmemory (B, Tk, D), or None for self-attention (where the
     key/value gradients are already in dx); parameter gradients like p.
     """
+    if cache["used_past"]:
+        raise ValueError("backward through a generation step (past_kv) is not supported: run a full forward")
     q, k, v = cache["q"], cache["k"], cache["v"]
     head_dim = q.shape[-1]
     num_heads = q.shape[1]

@@ -45,10 +45,13 @@ def residual_output_backward(dout, cache):
     return dh, dsum, {"dense": dense_grads, "LayerNorm": ln_grads}  # the sum passes dsum to the residual
 
 
-def attention_block_forward(x, p, mask_add, cfg, *, memory=None, query_positions=None, rng=None, train=False):
+def attention_block_forward(
+    x, p, mask_add, cfg, *, memory=None, past_kv=None, query_positions=None, rng=None, train=False
+):
     """Attention plus its output step: LN(dropout(Wo · Attention(x, memory)) + x).
 
-    x: (B, Tq, D); memory: (B, Tk, D) for cross-attention, None for self-attention;
+    x: (B, Tq, D); memory: (B, Tk, D) for cross-attention, None for self-attention; past_kv: the
+    generation KV cache of this attention (see attention_forward);
     p: {"self": attention params, "output": {"dense", "LayerNorm"}} -> (B, Tq, D)
     """
     is_self = memory is None
@@ -58,6 +61,7 @@ def attention_block_forward(x, p, mask_add, cfg, *, memory=None, query_positions
         mask_add,
         cfg.num_attention_heads,
         memory=memory,
+        past_kv=past_kv,
         # cross-attention is always absolute (reference §4): it has no distance table
         position_embedding_type=cfg.position_embedding_type if is_self else "absolute",
         query_positions=query_positions,
@@ -105,6 +109,7 @@ def layer_forward(
     memory=None,
     cross_mask_add=None,
     query_positions=None,
+    past=None,
     rng=None,
     train=False,
 ):
@@ -113,15 +118,19 @@ def layer_forward(
     x: (B, T, D); self_mask_add: additive (B, 1, 1 or T, T); memory: (B, S, D) encoder states, used
     when the layer has cross-attention ("crossattention" in p) and memory is given (the reference
     silently skips cross-attention without encoder states); cross_mask_add: (B, 1, 1, S) or None.
-    query_positions: (T,) for relative positions. Returns (B, T, D) and the cache.
+    query_positions: (T,) for relative positions. past: this layer's generation KV cache,
+    {"self": {"k", "v"}, "cross": {"k", "v"}}, or None. Returns (B, T, D) and the cache, whose
+    attention caches hold the next step's keys and values (see ``layer_past``).
     """
     cache = {}
+    past = past or {}
     h, cache["attention"] = attention_block_forward(
-        x, p["attention"], self_mask_add, cfg, query_positions=query_positions, rng=rng, train=train
-    )
+        x, p["attention"], self_mask_add, cfg, past_kv=past.get("self"), query_positions=query_positions,
+        rng=rng, train=train,
+    )  # fmt: skip
     if "crossattention" in p and memory is not None:
         h, cache["crossattention"] = attention_block_forward(
-            h, p["crossattention"], cross_mask_add, cfg, memory=memory, rng=rng, train=train
+            h, p["crossattention"], cross_mask_add, cfg, memory=memory, past_kv=past.get("cross"), rng=rng, train=train
         )
     out, cache["feed_forward"] = feed_forward_forward(h, p["intermediate"], p["output"], cfg, rng, train)
     return out, cache
@@ -136,3 +145,12 @@ def layer_backward(dout, cache):
         dh, dmemory, grads["crossattention"] = attention_block_backward(dh, cache["crossattention"])
     dx, _, grads["attention"] = attention_block_backward(dh, cache["attention"])
     return dx, dmemory, grads
+
+
+def layer_past(cache):
+    """The generation KV cache a layer's forward leaves for the next step: {"self": {k, v}, "cross": {k, v}}."""
+    past = {"self": {"k": cache["attention"]["self"]["k"], "v": cache["attention"]["self"]["v"]}}
+    if "crossattention" in cache:
+        cross = cache["crossattention"]["self"]
+        past["cross"] = {"k": cross["k"], "v": cross["v"]}
+    return past

@@ -162,31 +162,38 @@ def bert_forward(
     causal=False,
     memory=None,
     memory_mask=None,
+    past=None,
     rng=None,
     train=False,
 ):
     """One BertGeneration stack: embeddings, then every layer.
 
     p: {"embeddings", "encoder": {"layer": [...]}}; input_ids: (B, T); attention_mask: (B, T) 0/1
-    or None (all ones); causal: the decoder's causal mask; memory: (B, S, D) encoder states for
-    cross-attention and memory_mask (B, S) or None. Returns the last hidden state (B, T, D), the
-    hidden states [embeddings, layer 1, ..., layer N], and the cache.
+    or None (all ones), covering the past positions too when ``past`` is given; causal: the
+    decoder's causal mask; memory: (B, S, D) encoder states for cross-attention and memory_mask
+    (B, S) or None; past: the generation KV cache, one dict per layer (see blocks.layer_past), whose
+    length Tp shifts the positions of the new tokens to Tp, ..., Tp + T - 1.
+    Returns the last hidden state (B, T, D), the hidden states [embeddings, layer 1, ..., layer N],
+    and the cache.
     """
-    hidden, emb_cache = embeddings_forward(input_ids, p["embeddings"], cfg, rng=rng, train=train)
+    past_len = 0 if past is None else past[0]["self"]["k"].shape[2]
+    hidden, emb_cache = embeddings_forward(input_ids, p["embeddings"], cfg, position_offset=past_len, rng=rng,
+                                           train=train)  # fmt: skip
     xp, dtype = get_xp(hidden), hidden.dtype
     B, T = input_ids.shape
     if attention_mask is None:
-        attention_mask = xp.ones((B, T), dtype=dtype)
+        attention_mask = xp.ones((B, past_len + T), dtype=dtype)
     if causal:
-        self_mask_add = causal_padding_mask(attention_mask, T, dtype)  # (B, 1, T, T)
+        self_mask_add = causal_padding_mask(attention_mask, T, dtype)  # (B, 1, T, Tp + T)
     else:
         self_mask_add = padding_mask(attention_mask, dtype)  # (B, 1, 1, T)
     cross_mask_add = None if memory_mask is None else padding_mask(memory_mask, dtype)  # (B, 1, 1, S)
-    # Each query at its own position (DESIGN.md §1): equals transformers with use_cache=False.
-    query_positions = xp.arange(T) if cfg.position_embedding_type != "absolute" else None
+    # Each query at its own position (DESIGN.md §1): equals transformers with use_cache=False, and
+    # its step-by-step generate().
+    query_positions = past_len + xp.arange(T) if cfg.position_embedding_type != "absolute" else None
 
     hidden_states, layer_caches = [hidden], []
-    for layer_params in p["encoder"]["layer"]:
+    for i, layer_params in enumerate(p["encoder"]["layer"]):
         hidden, layer_cache = layer_forward(
             hidden,
             layer_params,
@@ -195,6 +202,7 @@ def bert_forward(
             memory=memory,
             cross_mask_add=cross_mask_add,
             query_positions=query_positions,
+            past=None if past is None else past[i],
             rng=rng,
             train=train,
         )
@@ -231,15 +239,16 @@ def lm_head_forward(hidden, p_lm_head, word_embeddings):
     return linear_forward(hidden, {"weight": weight, "bias": p_lm_head["bias"]})  # (B, T, D) -> (B, T, V)
 
 
-def decoder_forward(p, cfg, input_ids, attention_mask=None, *, memory=None, memory_mask=None, rng=None, train=False):
+def decoder_forward(p, cfg, input_ids, attention_mask=None, *, memory=None, memory_mask=None, past=None,
+                    rng=None, train=False):  # fmt: skip
     """The decoder stack (causal when cfg.is_decoder) and the LM head.
 
-    p: {"bert", "lm_head"}; input_ids: (B, T); memory: (B, S, D) or None.
-    Returns logits (B, T, V), hidden states, cache.
+    p: {"bert", "lm_head"}; input_ids: (B, T); memory: (B, S, D) or None; past: the generation KV
+    cache (see bert_forward). Returns logits (B, T, V), hidden states, cache.
     """
     hidden, hidden_states, bert_cache = bert_forward(
         p["bert"], cfg, input_ids, attention_mask, causal=cfg.is_decoder,
-        memory=memory, memory_mask=memory_mask, rng=rng, train=train,
+        memory=memory, memory_mask=memory_mask, past=past, rng=rng, train=train,
     )  # fmt: skip
     logits, head_cache = lm_head_forward(hidden, p["lm_head"], p["bert"]["embeddings"]["word_embeddings"]["weight"])
     return logits, hidden_states, {"bert": bert_cache, "lm_head": head_cache}
@@ -682,6 +691,12 @@ class EncoderDecoderModel(_Module):
         )
         model._init(unflatten(flat), 0, dtype, backend)
         return model
+
+    def generate(self, input_ids, attention_mask=None, **kwargs):
+        """Greedy or beam search with a KV cache, as transformers' generate(); see minibertgen.generate."""
+        from .generate import generate
+
+        return generate(self, input_ids, attention_mask, **kwargs)
 
     def save_pretrained(self, path) -> None:
         """config.json, generation_config.json and model.safetensors, loadable by transformers 4.57.6 and 5.x."""
