@@ -4,6 +4,7 @@
     minibertgen info DIR       config, parameter count and layout of a checkpoint folder
     minibertgen encode DIR T   tokens, ids and a hidden-state summary of texts under an encoder
     minibertgen train ...      fine-tune a bert2bert on a JSONL file of {"source", "target"} pairs
+    minibertgen generate ...   greedy or beam search from a bert2bert, text in and text out
     minibertgen verify         compare against the committed reference dumps (and live transformers)
 
 Every subcommand exits non-zero with one line on stderr for bad input; ``--debug`` shows the traceback.
@@ -141,6 +142,39 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    import numpy as np
+
+    from .model import EncoderDecoderModel
+
+    if args.texts:
+        texts = args.texts
+    elif args.file and str(args.file) != "-":
+        with open(args.file, encoding="utf-8") as f:
+            texts = [line.rstrip("\n") for line in f if line.strip()]
+    else:
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise ValueError("no input: give texts, --file FILE, or lines on stdin")
+    model = EncoderDecoderModel.from_pretrained(args.model, backend=args.backend)
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    options = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, length_penalty=args.length_penalty,
+                   no_repeat_ngram_size=args.no_repeat_ngram_size, repetition_penalty=args.repetition_penalty,
+                   num_return_sequences=args.num_return_sequences)  # fmt: skip
+    if args.min_new_tokens:
+        options["min_new_tokens"] = args.min_new_tokens
+    for start in range(0, len(texts), args.batch_size):
+        chunk = texts[start : start + args.batch_size]
+        batch = tokenizer(chunk, padding=True, truncation=True, max_length=args.max_source_len)
+        out = model.generate(np.array(batch["input_ids"]), np.array(batch["attention_mask"]), **options)
+        for i, row in enumerate(out.sequences):
+            text = tokenizer.decode(row.tolist(), skip_special_tokens=True)
+            score = f"{out.sequences_scores[i]:.4f}\t" if args.scores and out.sequences_scores is not None else ""
+            prefix = f"{chunk[i // args.num_return_sequences]}\t" if args.show_source else ""
+            print(f"{prefix}{score}{text}")
+    return 0
+
+
 def cmd_verify(args) -> int:
     from .verify import run_verify
 
@@ -195,6 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--backend", default=None, choices=["numpy", "cupy"])
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="greedy or beam search from a bert2bert checkpoint")
+    p.add_argument("--model", type=Path, required=True, help="a bert2bert (EncoderDecoderModel) folder")
+    p.add_argument("texts", nargs="*", help="source texts (default: --file, else lines on stdin)")
+    p.add_argument("--file", type=Path, help="a file with one source text per line ('-' for stdin)")
+    p.add_argument("--tokenizer", type=Path, help="tokenizer folder or file (default: the model's folder)")
+    p.add_argument("--num-beams", type=int, default=4)
+    p.add_argument("--num-return-sequences", type=int, default=1)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--min-new-tokens", type=int, default=0)
+    p.add_argument("--length-penalty", type=float, default=1.0)
+    p.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--max-source-len", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--scores", action="store_true", help="print each output's beam score first")
+    p.add_argument("--show-source", action="store_true", help="print the source text first")
+    p.add_argument("--backend", default=None, choices=["numpy", "cupy"])
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("verify", help="compare minibertgen against the reference dumps and live transformers")
     p.add_argument("--dumps", type=Path, default=None, help="folder of reference dumps (default: the repo's)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import subprocess
 import sys
 
@@ -32,3 +34,52 @@ def test_bad_path_exits_nonzero_with_one_line_and_no_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "absent" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_warm_starts_from_minilm_and_the_loss_drops(tmp_path, capsys):
+    """Issue #3's end-to-end check: a warm-started bert2bert fine-tunes on a small JSONL file."""
+    from minibertgen.fetch import find_weights
+
+    from .conftest import require_path
+
+    weights = require_path(find_weights("minilm-l6") or tmp_path / "minilm-l6", "the MiniLM checkpoint")
+    data = tmp_path / "train.jsonl"
+    pairs = [("anna sees ben.", "ben is seen by anna."), ("carl helps dora.", "dora is helped by carl."),
+             ("emil calls fay.", "fay is called by emil."), ("gus sees hana.", "hana is seen by gus.")]  # fmt: skip
+    data.write_text("".join(json.dumps({"source": s, "target": t}) + "\n" for s, t in pairs))
+    args = ["train", "--train", str(data), "--out", str(tmp_path / "run"), "--warm-start", str(weights),
+            "--steps", "6", "--batch-size", "4", "--lr", "3e-4", "--warmup", "1", "--save-every", "3"]  # fmt: skip
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "loss.csv")))
+    losses = [float(r["loss"]) for r in rows]
+    assert len(losses) == 6 and losses[-1] < losses[0] - 1.0, losses
+    checkpoint = tmp_path / "run" / "checkpoint-000006"
+    assert (checkpoint / "vocab.txt").exists() and (checkpoint / "optimizer.safetensors").exists()
+    again = mbg.EncoderDecoderModel.from_pretrained(checkpoint)
+    assert (again.config.decoder_start_token_id, again.config.pad_token_id) == (101, 0)  # [CLS], [PAD]
+    assert "loss" in capsys.readouterr().out
+
+
+def test_generate_reads_texts_and_stdin(tmp_path, capsys, monkeypatch):
+    import io
+    import shutil
+
+    from minibertgen.fetch import find_weights
+
+    from .conftest import require_path
+
+    weights = require_path(find_weights("minilm-l6") or tmp_path / "minilm-l6", "the MiniLM checkpoint")
+    part = mbg.BertGenerationConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=8)  # fmt: skip
+    config = mbg.EncoderDecoderConfig(part, part, decoder_start_token_id=101, pad_token_id=0, eos_token_id=102)
+    mbg.EncoderDecoderModel(config, seed=0).save_pretrained(tmp_path / "m")
+    shutil.copy(weights / "vocab.txt", tmp_path / "m" / "vocab.txt")
+    assert main(["generate", "--model", str(tmp_path / "m"), "a first text.", "a second one.", "--max-new-tokens",
+                 "4", "--num-beams", "2", "--scores"]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.strip().split("\n")
+    assert len(lines) == 2 and all(float(line.split("\t")[0]) < 0 for line in lines)
+    monkeypatch.setattr("sys.stdin", io.StringIO("from stdin\n\nand more\n"))
+    assert main(["generate", "--model", str(tmp_path / "m"), "--max-new-tokens", "3", "--num-beams", "1"]) == 0
+    assert len(capsys.readouterr().out.strip().split("\n")) == 2
+    assert main(["generate", "--model", str(tmp_path / "m"), "x", "--num-beams", "0"]) == 1
+    assert "num_beams" in capsys.readouterr().err
