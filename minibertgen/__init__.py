@@ -19,12 +19,18 @@ from .model import (
     EncoderOutput,
     Seq2SeqOutput,
 )
+from .generate import GenerateOutput
+from .tokenization import BertGenerationTokenizer, BertTokenizer, TokenizerInputError
 from .weights import CheckpointError, LoadReport, flatten, unflatten
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BertGenerationConfig",
+    "BertGenerationTokenizer",
+    "BertTokenizer",
+    "GenerateOutput",
+    "TokenizerInputError",
     "BertGenerationDecoder",
     "BertGenerationEncoder",
     "CheckpointError",
