@@ -83,3 +83,16 @@ def test_generate_reads_texts_and_stdin(tmp_path, capsys, monkeypatch):
     assert len(capsys.readouterr().out.strip().split("\n")) == 2
     assert main(["generate", "--model", str(tmp_path / "m"), "x", "--num-beams", "0"]) == 1
     assert "num_beams" in capsys.readouterr().err
+
+
+def test_encode_prints_tokens_ids_and_hidden_summary(tmp_path, capsys):
+    from minibertgen.fetch import find_weights
+
+    from .conftest import require_path
+
+    weights = require_path(find_weights("minilm-l6") or tmp_path / "minilm-l6", "the MiniLM checkpoint")
+    assert main(["encode", str(weights), "Hello, my dog is cute.", "--fold-token-type"]) == 0
+    out = capsys.readouterr().out
+    # reference §13: the published ids of this sentence under the MiniLM vocabulary
+    assert "[101, 7592, 1010, 2026, 3899, 2003, 10140, 1012, 102]" in out
+    assert "shape (9, 384)" in out and "'[CLS]'" in out

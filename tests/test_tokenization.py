@@ -629,3 +629,13 @@ def test_minilm_vocab_matches_transformers(minilm_pair, text, pair):
 def minilm_pair(minilm_dir):
     _, transformers = require_oracle()
     return BertTokenizer.from_pretrained(minilm_dir), transformers.BertTokenizer.from_pretrained(minilm_dir)
+
+
+@pytest.mark.oracle
+def test_minilm_vocab_on_a_varied_corpus_matches_transformers(minilm_pair):
+    corpus = ["", " ", "Hello, my dog is cute.", "Café naïve résumé Ångström façade", "北京是中国的首都。",
+              "I ❤️ emoji 😀🚀 and flags 🇫🇷", "zero\u200bwidth\u200djoin\ufeffbom", "ctrl\x01\x02chars\x7f",
+              "supercalifragilisticexpialidocious" * 4, "tab\tnew\nline\r\nend", "[CLS] already [SEP] there",
+              "don't won't can't y'all", "3.14159 1,000,000 $42 50% #hash @user", "ÀÉÎÕÜ ß Œ œ æ", "a" * 150]  # fmt: skip
+    for text in corpus:
+        compare_text(*minilm_pair, text, text[::-1] or None)
