@@ -51,6 +51,34 @@ def oracle():
     return require_oracle()
 
 
+def require_cupy_module():
+    """The cupy module (importable without a GPU), else skip (or fail in CI, which installs it)."""
+    try:
+        import cupy
+    except ImportError as exc:
+        _skip_or_fail(f"cupy is not installed ({exc}); pip install \"minibertgen[gpu]\"")
+    return cupy
+
+
+def gpu_available() -> bool:
+    from minibertgen.backend import BackendUnavailableError, backend_module
+
+    try:
+        backend_module("cupy")
+    except BackendUnavailableError:
+        return False
+    return True
+
+
+def require_gpu():
+    """Skip unless CuPy has a usable GPU. No machine of CI has one, so this never fails there;
+    benchmarks/gpu_check.sh sets MINIBERTGEN_REQUIRE_GPU=1 to turn the skip into a failure."""
+    if not gpu_available():
+        if os.environ.get("MINIBERTGEN_REQUIRE_GPU", "") not in ("", "0"):
+            pytest.fail("MINIBERTGEN_REQUIRE_GPU=1 but no usable GPU", pytrace=False)
+        pytest.skip("no usable GPU (cupy with CUDA)")
+
+
 def perturb(model, seed=0, scale=0.1):
     """Move every parameter off its init (biases 0, LayerNorm 1/0 would hide mistakes): x += N(0, scale)."""
     import numpy as np

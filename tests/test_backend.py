@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,8 @@ def test_cupy_is_imported_only_in_backend_py():
     assert offenders == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed here")
-def test_asking_for_cupy_without_it_says_how_to_install():
+def test_asking_for_cupy_without_it_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as if not installed: `import cupy` raises ImportError
     with pytest.raises(backend.BackendUnavailableError, match=r'pip install "minibertgen\[gpu\]"'):
         mbg.set_backend("cupy")
     assert mbg.get_backend() == "numpy"
@@ -52,3 +52,51 @@ def test_token_ids_outside_the_vocabulary_are_named():
         backend.check_token_ids(np.array([[1, 12]]), 10)
     with pytest.raises(ValueError, match="integer"):
         backend.check_token_ids(np.array([[1.0, 2.0]]), 10)
+
+
+def xp_functions_used() -> dict[str, list[str]]:
+    """Every ``xp.NAME`` the package calls, with where: the functions CuPy must also have."""
+    used: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "xp":
+                used.setdefault(node.attr, []).append(f"{path.name}:{node.lineno}")
+    return used
+
+
+def test_every_xp_function_exists_in_cupy():
+    """Runs wherever cupy imports (CI installs cupy-cuda12x, which imports without a GPU)."""
+    from .conftest import require_cupy_module
+
+    cupy = require_cupy_module()
+    used = xp_functions_used()
+    assert len(used) > 20, "the scan should find the package's array calls"
+    missing = {name: where for name, where in used.items() if not hasattr(cupy, name)}
+    assert missing == {}
+    import cupyx
+    import cupyx.scipy.special
+
+    assert hasattr(cupyx, "scatter_add") and hasattr(cupyx.scipy.special, "erf")
+
+
+def test_cupy_without_a_gpu_gives_one_clear_error():
+    from .conftest import gpu_available, require_cupy_module
+
+    require_cupy_module()
+    if gpu_available():
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(backend.BackendUnavailableError, match="no usable CUDA GPU"):
+        mbg.set_backend("cupy")
+    model = mbg.BertGenerationEncoder(mbg.BertGenerationConfig(vocab_size=10, hidden_size=4, num_hidden_layers=1,
+                                                               num_attention_heads=1, intermediate_size=4))  # fmt: skip
+    with pytest.raises(backend.BackendUnavailableError, match="backend 'numpy'"):
+        model.to("cupy")
+
+
+def test_environment_variable_chooses_the_default_backend(monkeypatch):
+    monkeypatch.setattr(backend, "_current_backend", None)
+    monkeypatch.setenv("MINIBERTGEN_BACKEND", "numpy")
+    assert mbg.get_backend() == "numpy"
+    monkeypatch.setenv("MINIBERTGEN_BACKEND", "tpu")
+    with pytest.raises(ValueError, match="'tpu'"):
+        mbg.get_backend()
