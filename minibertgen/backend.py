@@ -159,12 +159,17 @@ def check_token_ids(ids, vocab_size: int, name: str = "input_ids") -> None:
 
 
 def random_uniform(rng, shape, like):
-    """Uniform [0, 1) draws of ``shape`` from a host numpy Generator, on ``like``'s backend and dtype.
+    """Uniform [0, 1) draws of ``shape`` on ``like``'s backend and dtype, driven by a host numpy Generator.
 
-    Drawing on the host keeps both backends bit-identical for the same seed; on CuPy it costs one
-    transfer per call.
+    On NumPy they come from ``rng`` itself. On CuPy they are drawn on the device (no transfer of
+    the whole array) from a seed that ``rng`` draws, so the host Generator's state still decides
+    everything: the same state gives the same masks, and a resumed run repeats them exactly. The
+    two backends draw different masks for the same seed.
     """
     if rng is None:
         rng = np.random.default_rng()
-    draws = rng.random(shape, dtype=np.float64).astype(like.dtype, copy=False)
-    return draws if get_xp(like) is np else get_xp(like).asarray(draws)
+    if get_xp(like) is np:
+        return rng.random(shape, dtype=np.float64).astype(like.dtype, copy=False)
+    cupy = _cupy()
+    device_rng = cupy.random.default_rng(int(rng.integers(2**63 - 1)))
+    return device_rng.random(shape, dtype=cupy.float64).astype(like.dtype, copy=False)
