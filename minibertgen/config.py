@@ -102,6 +102,9 @@ class BertGenerationConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or not 0 <= value < self.vocab_size):  # fmt: skip
                 raise ValueError(f"{name} must be None or an id in [0, {self.vocab_size}), got {value!r}")
+        for name in ("use_cache", "is_decoder", "add_cross_attention", "tie_word_embeddings", "tie_encoder_decoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"model_type {self.model_type!r} is not one of {MODEL_TYPES}")
 

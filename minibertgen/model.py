@@ -798,6 +798,8 @@ def _check_memory(memory, batch, hidden):
         raise ValueError(
             f"encoder_hidden_states has shape {tuple(memory.shape)}, expected ({batch}, source_length, {hidden})"
         )
+    if not bool(get_xp(memory).isfinite(memory).all()):
+        raise ValueError("encoder_hidden_states holds NaN or infinite values")
 
 
 def _check_same_shape(a, b, name_a, name_b):

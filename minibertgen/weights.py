@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
         dtype = SAFETENSORS_DTYPES[dtype_name]
         if any(n < 0 for n in shape):
             raise CheckpointError(f"{path}: tensor {name!r} has a negative dimension in shape {shape}")
-        n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        n_bytes = math.prod(shape) * dtype.itemsize  # Python ints: a lying shape cannot overflow
         if not 0 <= begin <= end <= data_len or end - begin != n_bytes:
             raise CheckpointError(
                 f"{path}: tensor {name!r} of shape {shape} {dtype_name} needs {n_bytes} bytes, but its offsets "
