@@ -134,3 +134,37 @@ def test_bad_data_lines_are_named(tmp_path):
     path.write_text('{"source": "a", "target": "b"}\nnot json\n')
     with pytest.raises(ValueError, match=r"data.jsonl:2: not a JSON object"):
         read_pairs(path)
+
+
+KILL_MID_SAVE = """
+import os, signal, sys
+import minibertgen.train as T
+import minibertgen.weights as W
+from tests.test_train import CharTokenizer, PAIRS, tiny_model
+out = sys.argv[1]
+settings = T.TrainSettings(steps=3, batch_size=2, save_every=1)
+T.train(tiny_model(), CharTokenizer(), PAIRS, out, settings, stop_at=1, progress=False)  # checkpoint 1, whole
+real_write = W.write_safetensors
+def write_then_die(path, tensors):
+    with open(path, "wb") as f:  # half a file, then the process is killed: no cleanup runs
+        f.write(b"\\x00" * 1000)
+    os.kill(os.getpid(), signal.SIGKILL)
+W.write_safetensors = write_then_die
+T.train(tiny_model(), CharTokenizer(), PAIRS, out, settings, resume=True, progress=False)
+"""
+
+
+def test_a_kill_mid_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", KILL_MID_SAVE, str(tmp_path)], cwd=root, capture_output=True, text=True)
+    assert result.returncode == -9, result.stderr  # SIGKILL, mid-save
+    assert latest_checkpoint(tmp_path).endswith("checkpoint-000001")
+    assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir()), "the half-written save stays aside"
+    mbg.EncoderDecoderModel.from_pretrained(latest_checkpoint(tmp_path))  # the old checkpoint loads
+    settings = TrainSettings(steps=3, batch_size=2, save_every=1)
+    resumed = train(tiny_model(), CharTokenizer(), PAIRS, tmp_path, settings, resume=True, progress=False)
+    assert [r["step"] for r in resumed.history] == [1, 2, 3]
