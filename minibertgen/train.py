@@ -36,8 +36,10 @@ from .weights import flatten, unflatten
 
 def global_norm(grads) -> float:
     """sqrt(sum of every squared gradient entry), as one float (the one host round trip)."""
-    flat = flatten(grads)
-    total = sum((g.astype("float64", copy=False) ** 2).sum() for g in flat.values())
+    total = 0.0
+    for g in flatten(grads).values():
+        flat = g.reshape(-1)
+        total = total + get_xp(g).vdot(flat, flat)  # a BLAS dot per tensor: no squared copy
     return math.sqrt(float(total))
 
 
@@ -51,6 +53,8 @@ def clip_grad_norm(grads, max_norm: float):
         raise ValueError(f"max_norm must be positive, got {max_norm}")
     norm = global_norm(grads)
     scale = min(1.0, max_norm / (norm + 1e-6))
+    if scale == 1.0:  # torch multiplies by 1.0 here; skipping it changes no value
+        return grads, norm
     return unflatten({k: g * scale for k, g in flatten(grads).items()}), norm
 
 
@@ -118,16 +122,23 @@ class AdamW:
             xp = get_xp(p)
             if name not in self.m:
                 self.m[name], self.v[name] = xp.zeros_like(p), xp.zeros_like(p)
+            m, v = self.m[name], self.v[name]  # the optimizer's own arrays: updated in place, no copies
+            m *= beta1
+            m += (1.0 - beta1) * g
+            v *= beta2
+            v += (1.0 - beta2) * (g * g)
+            denom = xp.sqrt(v)
+            denom /= bias2_sqrt
+            denom += self.eps
+            step = m / denom
+            step *= lr / bias1
             decay = 0.0 if (self.no_decay is not None and self.no_decay(name)) else self.weight_decay
-            p = p * (1.0 - lr * decay) if decay else p
-            self.m[name] = beta1 * self.m[name] + (1.0 - beta1) * g
-            self.v[name] = beta2 * self.v[name] + (1.0 - beta2) * (g * g)
-            denom = xp.sqrt(self.v[name]) / bias2_sqrt + self.eps
-            updated[name] = p - (lr / bias1) * self.m[name] / denom
+            updated[name] = (p * (1.0 - lr * decay) if decay else p) - step  # a new array: params stay unedited
         return unflatten(updated)
 
     def state_dict(self) -> dict:
-        """Arrays and scalars to save beside a checkpoint (resume continues exactly)."""
+        """Arrays and scalars to save beside a checkpoint (resume continues exactly). The moment
+        arrays are the live ones, updated in place by the next step: save them before stepping."""
         return {"t": self.t, "m": dict(self.m), "v": dict(self.v)}
 
     def load_state_dict(self, state: dict) -> None:
