@@ -1,9 +1,11 @@
 """``minibertgen verify``: the reference comparisons a user can trust at a glance.
 
-1. The committed reference dumps (tests/fixtures/reference/, written by transformers 4.57.6 in
-   float64): every case is loaded from transformers' own files and run here, in float64 and float32.
-2. Live, when torch + transformers 4.57.6 are installed: fresh random models of each position
-   type, built here, copied into transformers, run by both.
+1. The committed reference dumps (tests/fixtures/, written by transformers 4.57.6 in float64):
+   every case is loaded from transformers' own files and run here, in float64 and float32; every
+   parameter's gradient; generate() over a grid of greedy and beam settings.
+2. The real MiniLM checkpoint, when fetched: against BertModel's published hidden states.
+3. Live, when torch + transformers 4.57.6 are installed: fresh random models of each position
+   type, built here, copied into transformers, run by both; and the MiniLM encoder vs BertModel.
 
 Prints a table (component, max abs error, tolerance, ok) and returns 1 on any failure.
 """
@@ -97,6 +99,45 @@ def dump_rows(folder: Path = DEFAULT_DUMPS) -> list[tuple[str, float, float]]:
     return rows
 
 
+# float64 gradients of O(0.01-1) sums of a few hundred products: rounding order only (~1e-15)
+ATOL_GRAD = 1e-10
+
+
+def gradient_rows(folder: Path = DEFAULT_DUMPS) -> list[tuple[str, float, float]]:
+    """Every parameter's gradient of each bert2bert dump against torch autograd (the worst tensor)."""
+    from .weights import flatten
+
+    rows = []
+    for name in dump_cases(folder):
+        if not name.startswith("bert2bert"):
+            continue
+        model, _, io = run_case(Path(folder) / name, "float64")
+        grads = flatten(model.backward(model(io["input_ids"], io["attention_mask"], labels=io["labels"])))
+        error = max(max_abs_error(g, io[f"grad.{k}"]) for k, g in grads.items())
+        rows.append((f"dump {name} gradients ({len(grads)} tensors)", error, ATOL_GRAD))
+    return rows
+
+
+def generation_rows(folder: Path = DEFAULT_DUMPS.parent / "generation") -> list[tuple[str, float, float]]:
+    """transformers' generate() over a grid of settings: sequences must be identical (error = the
+    number of differing outputs, tolerance 0), scores to float32 accumulation (2e-5)."""
+    rows = []
+    for grid_file in sorted(Path(folder).glob("*/grid.json")):
+        grid = json.loads(grid_file.read_text())
+        model = EncoderDecoderModel.from_pretrained(grid_file.parent, dtype="float64")
+        ids = np.array(grid["input_ids"])
+        differing, score_error = 0, 0.0
+        for result in grid["results"]:
+            out = model.generate(ids, (ids != 0).astype(int), **grid["ids"], **result["settings"])
+            differing += out.sequences.tolist() != result["sequences"]
+            if result["sequences_scores"] is not None and out.sequences_scores is not None:
+                score_error = max(score_error, max_abs_error(out.sequences_scores, result["sequences_scores"]))
+        label = f"generate {grid_file.parent.name}: {len(grid['results'])} settings"
+        rows.append((f"{label}, sequences differing", float(differing), 0.0))
+        rows.append((f"{label}, beam scores", score_error, 2e-5))
+    return rows
+
+
 def live_rows(seed: int = 0) -> list[tuple[str, float, float]]:
     """Fresh random bert2bert models of each position type, against transformers (float64)."""
     from . import reference
@@ -123,6 +164,37 @@ def live_rows(seed: int = 0) -> list[tuple[str, float, float]]:
     return rows
 
 
+# Published (reference §13): BertModel's last_hidden_state[0, :2, :3] of all-MiniLM-L6-v2 for
+# "Hello, my dog is cute."; 6 decimals published, float32 model: 1e-5.
+MINILM_IDS = [101, 7592, 1010, 2026, 3899, 2003, 10140, 1012, 102]
+MINILM_PUBLISHED = [[0.012146, -0.013922, 0.227506], [-0.331073, 0.434286, 0.712614]]
+
+
+def real_checkpoint_rows(live: bool) -> list[tuple[str, float, float]]:
+    """The real MiniLM checkpoint, when fetched: against published numbers, and live against BertModel."""
+    from .fetch import find_weights
+
+    folder = find_weights("minilm-l6")
+    if folder is None:
+        return []
+    encoder = BertGenerationEncoder.from_pretrained(folder, fold_token_type=True)
+    hidden = np.asarray(encoder([MINILM_IDS]))
+    rows = [("MiniLM encoder (fold_token_type) vs published BertModel", max_abs_error(hidden[0, :2, :3], MINILM_PUBLISHED), 1e-5)]
+    if live:
+        from .reference import OracleUnavailable, load_oracle
+
+        try:
+            torch, transformers = load_oracle()
+        except OracleUnavailable:
+            return rows
+        bert = transformers.BertModel.from_pretrained(folder).eval()
+        with torch.no_grad():
+            theirs = bert(torch.tensor([MINILM_IDS])).last_hidden_state.numpy()
+        # float32 on both sides through 6 layers of width 384: ~1e-6 measured, 1e-5 bounds it
+        rows.append(("live MiniLM encoder vs transformers BertModel", max_abs_error(hidden, theirs), 1e-5))
+    return rows
+
+
 def run_verify(dumps: Path | None = None, live: bool = True) -> int:
     """Print the comparison table; 0 when every row is within tolerance, else 1."""
     from .reference import OracleUnavailable
@@ -133,8 +205,12 @@ def run_verify(dumps: Path | None = None, live: bool = True) -> int:
             f"reference dumps not found at {folder}; they ship with the repository (tests/fixtures/reference), "
             "so run from a clone with `pip install -e .`, or pass --dumps"
         )
-    rows = dump_rows(folder)
+    rows = dump_rows(folder) + gradient_rows(folder) + generation_rows(folder.parent / "generation")
     notes = []
+    real = real_checkpoint_rows(live)
+    if not real:
+        notes.append("real checkpoint skipped: run `minibertgen fetch minilm-l6` to include it")
+    rows += real
     if live:
         try:
             rows += live_rows()
