@@ -219,10 +219,12 @@ def beam_search(model, memory, memory_mask, s: GenerationSettings, batch_size: i
         # step 2: processors act on the log-probabilities; a candidate scores its beam's sum plus one
         log_probs = process_scores(log_softmax(logits), sequences.reshape(B * k, cur_len), s)  # (B * k, V)
         candidates = (xp.asarray(sums).reshape(-1, 1) + log_probs).reshape(B, k * V)  # float32, as the reference
-        # step 3: the top K over (beam, token), best first
-        top = xp.argsort(-candidates, axis=1, kind="stable")[:, :n_candidates]  # (B, K)
-        top_scores = to_numpy(xp.take_along_axis(candidates, top, axis=1))
-        top = to_numpy(top)
+        # step 3: the top K over (beam, token), best first (partition, then sort only those K)
+        top = xp.argpartition(-candidates, n_candidates - 1, axis=1)[:, :n_candidates]  # (B, K), unordered
+        top_scores = xp.take_along_axis(candidates, top, axis=1)
+        order = xp.argsort(-top_scores, axis=1, kind="stable")
+        top_scores = to_numpy(xp.take_along_axis(top_scores, order, axis=1))
+        top = to_numpy(xp.take_along_axis(top, order, axis=1))
         new_len = cur_len + 1
         grown = np.full((B, k, new_len), s.pad_token_id, dtype=np.int64)
         parents = np.tile(np.arange(k), (B, 1))

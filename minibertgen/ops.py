@@ -28,7 +28,8 @@ def linear_forward(x, p):
 
     x: (..., in); p["weight"]: (out, in); p["bias"]: (out,) or absent -> y: (..., out)
     """
-    out = x @ p["weight"].T  # (..., in) -> (..., out)
+    # One 2-D product: NumPy would run a (B, T, in) @ (in, out) product as B separate ones.
+    out = (x.reshape(-1, x.shape[-1]) @ p["weight"].T).reshape(*x.shape[:-1], -1)  # (..., in) -> (..., out)
     if "bias" in p:
         out += p["bias"]
     return out, (x, p["weight"], "bias" in p)
@@ -40,8 +41,8 @@ def linear_backward(dout, cache):
     dout: (..., out) -> dx (..., in), {"weight": (out, in), "bias": (out,)}
     """
     x, weight, has_bias = cache
-    dx = dout @ weight  # (..., out) -> (..., in)
     dout_2d = dout.reshape(-1, dout.shape[-1])  # (..., out) -> (N, out)
+    dx = (dout_2d @ weight).reshape(*dout.shape[:-1], -1)  # (N, out) @ (out, in) -> (..., in)
     grads = {"weight": dout_2d.T @ x.reshape(-1, x.shape[-1])}  # (out, N) @ (N, in) -> (out, in)
     if has_bias:
         grads["bias"] = dout_2d.sum(axis=0)
