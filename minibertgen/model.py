@@ -376,9 +376,26 @@ class _Module:
     config: Any
     params: dict
     load_report: Any = None
+    ROLE: str  # the checkpoint layout: "encoder", "decoder" or "encoder-decoder"
 
     def _param_spec(self) -> dict[str, ParamSpec]:
         raise NotImplementedError
+
+    @classmethod
+    def _from_checkpoint(cls, path, config, *, seed=0, backend=None, dtype="float32", strict=True,
+                         fold_token_type=False):  # fmt: skip
+        """A model of ``config`` with the weights of the checkpoint folder (see weights.load_checkpoint)."""
+        model = cls.__new__(cls)
+        model.config = config
+        flat, model.load_report = load_checkpoint(path, model._param_spec(), role=cls.ROLE, dtype=dtype,
+                                                  strict=strict, fold_token_type=fold_token_type, seed=seed)  # fmt: skip
+        model._init(unflatten(flat), 0, dtype, backend)
+        return model
+
+    def save_pretrained(self, path) -> None:
+        """config.json, model.safetensors (and generation_config.json for decoders), atomically, in the
+        layout transformers 4.57.6 and 5.x both load (reference §9)."""
+        save_checkpoint(path, flatten(self.params), self.config.to_dict(), role=self.ROLE, config=self.config)
 
     def _init(self, params, seed, dtype, backend):
         if dtype not in DTYPES:
@@ -423,6 +440,8 @@ class BertGenerationEncoder(_Module):
     ``enc.forward(...)`` returns an EncoderOutput with every hidden state and the cache.
     """
 
+    ROLE = "encoder"
+
     def __init__(self, config: BertGenerationConfig, params=None, *, seed=0, dtype="float32", backend=None):
         if config.add_cross_attention:
             raise ValueError("an encoder has no cross-attention: set add_cross_attention=False")
@@ -461,19 +480,9 @@ class BertGenerationEncoder(_Module):
         ``fold_token_type=True`` adds token_type_embeddings[0] into every position row instead,
         so the encoder reproduces BertModel for single-segment input.
         """
-        config = _read_part_config(path, overrides)
-        config = config.replace(is_decoder=False, add_cross_attention=False)
-        model = cls.__new__(cls)
-        model.config = config
-        flat, model.load_report = load_checkpoint(
-            path, encoder_param_spec(config), role="encoder", dtype=dtype, strict=strict,
-            fold_token_type=fold_token_type, seed=seed,
-        )  # fmt: skip
-        model._init(unflatten(flat), 0, dtype, backend)
-        return model
-
-    def save_pretrained(self, path) -> None:
-        save_checkpoint(path, flatten(self.params), self.config.to_dict(), role="encoder", config=self.config)
+        config = _read_part_config(path, overrides).replace(is_decoder=False, add_cross_attention=False)
+        return cls._from_checkpoint(path, config, seed=seed, backend=backend, dtype=dtype, strict=strict,
+                                    fold_token_type=fold_token_type)  # fmt: skip
 
 
 class BertGenerationDecoder(_Module):
@@ -482,6 +491,8 @@ class BertGenerationDecoder(_Module):
     ``dec(input_ids, ..., labels=None)`` returns a DecoderOutput; with labels, the loss is the
     reference's causal-LM loss (logits[t] predicts labels[t+1]).
     """
+
+    ROLE = "decoder"
 
     def __init__(self, config: BertGenerationConfig, params=None, *, seed=0, dtype="float32", backend=None):
         if config.add_cross_attention and not config.is_decoder:
@@ -549,18 +560,8 @@ class BertGenerationDecoder(_Module):
         decoder; cross-attention weights and the LM head bias absent from the file start fresh
         and are listed in ``load_report.new``.
         """
-        config = _read_part_config(path, overrides)
-        model = cls.__new__(cls)
-        model.config = config
-        flat, model.load_report = load_checkpoint(
-            path, decoder_param_spec(config), role="decoder", dtype=dtype, strict=strict,
-            fold_token_type=fold_token_type, seed=seed,
-        )  # fmt: skip
-        model._init(unflatten(flat), 0, dtype, backend)
-        return model
-
-    def save_pretrained(self, path) -> None:
-        save_checkpoint(path, flatten(self.params), self.config.to_dict(), role="decoder", config=self.config)
+        return cls._from_checkpoint(path, _read_part_config(path, overrides), seed=seed, backend=backend,
+                                    dtype=dtype, strict=strict, fold_token_type=fold_token_type)  # fmt: skip
 
 
 class EncoderDecoderModel(_Module):
@@ -572,6 +573,8 @@ class EncoderDecoderModel(_Module):
 
     ``model.encoder`` and ``model.decoder`` are views on the same parameters.
     """
+
+    ROLE = "encoder-decoder"
 
     def __init__(self, config: EncoderDecoderConfig, params=None, *, seed=0, dtype="float32", backend=None):
         if not isinstance(config, EncoderDecoderConfig):
@@ -684,13 +687,7 @@ class EncoderDecoderModel(_Module):
         from .config import read_json
 
         config = EncoderDecoderConfig.from_dict(read_json(os.path.join(os.fspath(path), "config.json")))
-        model = cls.__new__(cls)
-        model.config = config
-        flat, model.load_report = load_checkpoint(
-            path, encoder_decoder_param_spec(config), role="encoder-decoder", dtype=dtype, strict=strict
-        )
-        model._init(unflatten(flat), 0, dtype, backend)
-        return model
+        return cls._from_checkpoint(path, config, backend=backend, dtype=dtype, strict=strict)
 
     def generate(self, input_ids, attention_mask=None, **kwargs):
         """Greedy or beam search with a KV cache, as transformers' generate(); see minibertgen.generate."""
@@ -698,9 +695,6 @@ class EncoderDecoderModel(_Module):
 
         return generate(self, input_ids, attention_mask, **kwargs)
 
-    def save_pretrained(self, path) -> None:
-        """config.json, generation_config.json and model.safetensors, loadable by transformers 4.57.6 and 5.x."""
-        save_checkpoint(path, flatten(self.params), self.config.to_dict(), role="encoder-decoder", config=self.config)
 
     def __call__(
         self,
