@@ -97,11 +97,7 @@ class BertGenerationConfig:
             raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
         if not isinstance(self.initializer_range, (int, float)) or self.initializer_range < 0:
             raise ValueError(f"initializer_range must be >= 0, got {self.initializer_range!r}")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 0 <= value < self.vocab_size):  # fmt: skip
-                raise ValueError(f"{name} must be None or an id in [0, {self.vocab_size}), got {value!r}")
+        check_token_ids_fields(self, self.vocab_size)
         for name in ("use_cache", "is_decoder", "add_cross_attention", "tie_word_embeddings", "tie_encoder_decoder"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -190,11 +186,7 @@ class EncoderDecoderConfig:
                 f"equal to decoder.hidden_size ({dec.hidden_size}): BertGeneration's cross-attention reads "
                 "hidden_size-wide encoder states"
             )
-        for name in ("decoder_start_token_id", "pad_token_id", "bos_token_id", "eos_token_id"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 0 <= value < dec.vocab_size):  # fmt: skip
-                raise ValueError(f"{name} must be None or an id in [0, {dec.vocab_size}), got {value!r}")
+        check_token_ids_fields(self, dec.vocab_size)
         if self.tie_encoder_decoder:
             check_tieable(self.encoder, self.decoder)
 
@@ -243,6 +235,14 @@ class EncoderDecoderConfig:
 
     def to_json_file(self, path: str | os.PathLike) -> None:
         write_json_atomic(path, self.to_dict())
+
+
+def check_token_ids_fields(config, vocab_size: int) -> None:
+    """Each special-token id field of ``config`` must be None or an id in [0, vocab_size)."""
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size):
+            raise ValueError(f"{name} must be None or an id in [0, {vocab_size}), got {value!r}")
 
 
 def check_tieable(encoder: BertGenerationConfig, decoder: BertGenerationConfig) -> None:
