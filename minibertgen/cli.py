@@ -6,6 +6,7 @@
     minibertgen train ...      fine-tune a bert2bert on a JSONL file of {"source", "target"} pairs
     minibertgen generate ...   greedy or beam search from a bert2bert, text in and text out
     minibertgen verify         compare against the committed reference dumps (and live transformers)
+    minibertgen demo           warm start vs random init on a sentence-fusion task, in a few minutes
 
 Every subcommand exits non-zero with one line on stderr for bad input; ``--debug`` shows the traceback.
 """
@@ -175,6 +176,16 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demo import run_demo, summary
+
+    result = run_demo(args.out, budget=args.budget, steps=args.steps, n_train=args.train_size,
+                      n_heldout=args.heldout, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      max_new_tokens=args.max_new_tokens, progress=not args.no_progress)  # fmt: skip
+    print(summary(result))
+    return 0
+
+
 def cmd_verify(args) -> int:
     from .verify import run_verify
 
@@ -255,6 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-source", action="store_true", help="print the source text first")
     p.add_argument("--backend", default=None, choices=["numpy", "cupy"])
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("demo", help="warm start vs random init on a built-in sentence-fusion task")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    p.add_argument("--budget", type=float, default=300.0, help="seconds for the whole demo, roughly (default 300)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per run (default: fit the budget)")
+    p.add_argument("--train-size", type=int, default=4000)
+    p.add_argument("--heldout", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=40, help="longest prediction in the held-out beam search")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("verify", help="compare minibertgen against the reference dumps and live transformers")
     p.add_argument("--dumps", type=Path, default=None, help="folder of reference dumps (default: the repo's)")
