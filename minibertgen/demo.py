@@ -23,7 +23,17 @@ from .fetch import fetch, find_weights
 from .fusion import train_and_heldout
 from .model import EncoderDecoderModel
 from .tokenization import BertTokenizer
-from .train import AdamW, TrainSettings, clip_grad_norm, collate, encode_pairs, eval_loss, special_ids, train
+from .train import (
+    AdamW,
+    TrainSettings,
+    clip_grad_norm,
+    collate,
+    encode_pairs,
+    eval_loss,
+    new_figure,
+    special_ids,
+    train,
+)
 
 
 @dataclass
@@ -127,14 +137,10 @@ def write_curves(out_dir, curves) -> None:
         writer.writerow(["step", *curves])
         for step, losses in enumerate(zip(*curves.values(), strict=True), 1):
             writer.writerow([step, *losses])
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    fig = new_figure()
+    if fig is None:
         return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax = fig.add_subplot()
     for name, losses in curves.items():
         ax.plot(range(1, len(losses) + 1), losses, label={"warm": "warm start (MiniLM)", "random": "random init"}[name])
     ax.set_xlabel("step")
@@ -142,7 +148,6 @@ def write_curves(out_dir, curves) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "loss.png"), dpi=100)
-    plt.close(fig)
 
 
 def ascii_curve(losses, width=48, height=6) -> list[str]:

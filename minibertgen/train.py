@@ -436,14 +436,10 @@ def write_loss_curve(out_dir, history) -> None:
         writer.writeheader()
         writer.writerows(history)
     os.replace(tmp, path)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    fig = new_figure()
+    if fig is None:
         return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax = fig.add_subplot()
     ax.plot([r["step"] for r in history], [r["loss"] for r in history], label="train loss")
     evals = [(r["step"], r["eval_loss"]) for r in history if r["eval_loss"] != ""]
     if evals:
@@ -453,4 +449,16 @@ def write_loss_curve(out_dir, history) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "loss.png"), dpi=100)
-    plt.close(fig)
+
+
+def new_figure():
+    """A matplotlib Figure drawn off-screen, or None without matplotlib. It avoids pyplot, so the
+    caller's backend (a notebook's inline plots, say) is left as it was."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    return fig
