@@ -1,0 +1,195 @@
+"""The tutorials: every notebook in notebooks/ runs top to bottom in a fresh kernel, and the exercise
+checkers in minibertgen.testing grade (the package's solution passes, a wrong answer fails with a hint).
+
+Executing the notebooks needs the ``tutorials`` tools (nbclient, nbformat, ipykernel, matplotlib):
+without them these tests skip, or fail in CI (MINIBERTGEN_REQUIRE_ORACLE=1). The notebooks that use
+the real MiniLM checkpoint ask for it through ``require_path``. All ten take about 3-4 minutes on 2
+CPU cores; ``-m "not slow"`` leaves them out.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minibertgen import testing
+from minibertgen.attention import causal_padding_mask
+from minibertgen.fetch import find_weights
+from minibertgen.generate import decoder_step
+from minibertgen.ops import softmax_backward
+
+from .conftest import REQUIRED, _skip_or_fail, require_path
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+EXPECTED = [
+    "01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "04_relative_positions",
+    "05_cross_attention_kv_cache", "06_backprop_by_hand", "07_warm_start_finetune", "08_beam_search",
+    "09_gpu_cupy", "10_property_based_testing",
+]  # fmt: skip
+NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "07_warm_start_finetune"}
+# Per cell. The longest cell (07's two fine-tuning runs of MiniLM bert2bert) takes about a minute on an
+# idle 2-core machine; 10 minutes leaves room for a loaded CI runner and still ends a hung kernel.
+CELL_TIMEOUT_S = 600
+# What a notebook prints when it falls back from the live oracle to the committed dumps.
+NO_ORACLE = "transformers is not installed"
+# One BLAS/OpenMP thread per kernel unless the caller chose otherwise. On a shared 2-core runner the
+# default (one spinning OpenBLAS thread per core) makes small matrix products 10-30x slower whenever
+# another process holds a core: notebook 07 took 434 s instead of about 60 s (measured).
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def notebook_paths() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def require_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        _skip_or_fail(f"{name} is not installed (pip install nbclient nbformat ipykernel matplotlib)")
+
+
+# ---------------------------------------------------------------- the notebooks as files
+
+
+def test_every_tutorial_is_there():
+    assert [p.stem for p in notebook_paths()] == EXPECTED
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
+def test_notebook_is_saved_with_its_outputs(path):
+    """Committed executed, so it reads well on a code-hosting site (scripts/execute_notebooks.py);
+    every code cell ran, in order, and none ended in an error."""
+    counts = []
+    for i, cell in enumerate(read(path)["cells"]):
+        if cell["cell_type"] == "code":
+            counts.append(cell.get("execution_count"))
+            assert not any(out.get("output_type") == "error" for out in cell.get("outputs", [])), f"{path.name}: cell {i}"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: run scripts/execute_notebooks.py {path.stem}"
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
+def test_notebook_has_maths_code_path_check_and_picture(path):
+    """What every tutorial promises (issue 7): the maths, the code it exercises, a live check, a picture."""
+    cells = read(path)["cells"]
+    markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert "$" in markdown, f"{path.name}: no LaTeX maths"
+    assert "**Code path" in markdown, f"{path.name}: does not name the code path it exercises"
+    assert "import minibertgen" in code, f"{path.name}: should import minibertgen"
+    assert any(k in code for k in ("assert_close", "grad_check", "assert ")), f"{path.name}: no check"
+    assert "reference" in code, f"{path.name}: no comparison with the reference"
+    assert "plt." in code, f"{path.name}: no picture"
+
+
+# ---------------------------------------------------------------- running them
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path, monkeypatch):
+    for name in THREAD_VARIABLES:  # the kernel inherits this environment
+        monkeypatch.setenv(name, os.environ.get(name, "1"))
+    nbformat = require_module("nbformat")
+    nbclient = require_module("nbclient")
+    require_module("ipykernel")
+    require_module("matplotlib")
+    if path.stem in NEEDS_MINILM:
+        require_path(find_weights("minilm-l6") or Path("missing"), "the MiniLM checkpoint")
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, timeout=CELL_TIMEOUT_S, startup_timeout=120, kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},  # the kernel's cwd: notebooks/
+    )  # fmt: skip
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        pytest.fail(f"{path.name} failed in a fresh kernel:\n{exc}", pytrace=False)
+    printed = "".join(
+        out.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+    )
+    if REQUIRED:  # in CI the live comparisons must run, not fall back to the dumps
+        assert NO_ORACLE not in printed, f"{path.name} fell back from the live oracle: {NO_ORACLE}"
+
+
+# ---------------------------------------------------------------- the exercise checkers
+
+
+def causal_mask_without_padding(attention_mask, query_len, dtype):
+    return causal_padding_mask(np.ones_like(attention_mask), query_len, dtype)
+
+
+def causal_mask_without_past(attention_mask, query_len, dtype):
+    key_len = attention_mask.shape[1]
+    keep = np.tril(np.ones((query_len, key_len)))[None, None] * attention_mask[:, None, None, :]
+    return ((1.0 - keep) * np.finfo(dtype).min).astype(dtype)
+
+
+def causal_mask_with_minus_inf(attention_mask, query_len, dtype):
+    return np.where(causal_padding_mask(attention_mask, query_len, dtype) == 0, 0.0, -np.inf).astype(dtype)
+
+
+def causal_mask_without_head_axis(attention_mask, query_len, dtype):
+    return causal_padding_mask(attention_mask, query_len, dtype)[:, 0]  # (B, Tq, Tk)
+
+
+def cached_attention_ignoring_past(x, p, num_heads, past_kv):
+    return testing.cached_self_attention(x, p, num_heads, None)
+
+
+def decoder_step_ignoring_past(model, tokens, past, memory, memory_mask):
+    return decoder_step(model, tokens, None, memory, memory_mask)
+
+
+def beam_step_per_beam(sums, log_probs):
+    """Each beam keeps its own best token: not beam search."""
+    tokens = log_probs.argmax(axis=1)
+    return np.arange(len(sums)), tokens, sums + log_probs[np.arange(len(sums)), tokens]
+
+
+def not_written(*args):
+    raise NotImplementedError
+
+
+CHECKERS = {
+    "check_causal_mask": (causal_padding_mask, [causal_mask_without_padding, causal_mask_without_past,
+                                                causal_mask_with_minus_inf, causal_mask_without_head_axis]),
+    "check_softmax_backward": (softmax_backward, [lambda dout, p: dout * p, lambda dout, p: dout * p * (1 - p)]),
+    "check_cached_attention": (testing.cached_self_attention, [cached_attention_ignoring_past]),
+    "check_decoder_step": (decoder_step, [decoder_step_ignoring_past]),
+    "check_beam_step": (testing.beam_step, [beam_step_per_beam, lambda s, lp: testing.beam_step(s, lp)[:2]]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_checker_passes_the_package_solution(name, capsys):
+    solution, _ = CHECKERS[name]
+    getattr(testing, name)(solution)
+    assert capsys.readouterr().out.startswith(f"{name}: "), "a passing checker prints one success line"
+
+
+@pytest.mark.parametrize(("name", "wrong"), [(n, w) for n, (_, ws) in sorted(CHECKERS.items()) for w in ws])
+def test_checker_fails_a_wrong_answer_with_a_hint(name, wrong):
+    with pytest.raises(AssertionError, match=rf"^{name}: (.|\n)*\nHint: "):
+        getattr(testing, name)(wrong)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_checker_lets_a_stub_say_not_implemented(name):
+    """The notebooks call each checker on a stub inside ``except NotImplementedError``."""
+    with pytest.raises(NotImplementedError):
+        getattr(testing, name)(not_written)
+
+
+def test_causal_mask_checker_names_the_padded_key():
+    with pytest.raises(AssertionError, match=r"padding in row \d.*must be hidden"):
+        testing.check_causal_mask(causal_mask_without_padding)
