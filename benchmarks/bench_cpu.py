@@ -1,0 +1,642 @@
+"""minibertgen vs transformers + torch on the CPU: the same bert2bert, the same inputs, the same threads.
+
+    python benchmarks/bench_cpu.py --quick          # a smoke run (fewer repeats), 2-3 minutes
+    python benchmarks/bench_cpu.py                  # the full run that BENCHMARKS.md records
+    python benchmarks/bench_cpu.py --rows encoder,beam1 --threads 2
+
+Both sides run the real MiniLM bert2bert (``weights/minilm-l6``; ``minibertgen fetch minilm-l6``):
+ours warm-started with ``EncoderDecoderModel.from_encoder_decoder_pretrained``, saved with
+``save_pretrained`` into a temporary folder, and transformers' ``EncoderDecoderModel`` loaded from
+that folder, so the two hold identical float32 weights. Each row times the two sides alternately
+(ours, torch, torch, ours, ...: slow drifts of a shared machine hit both), after one untimed warm-up
+each, and reports medians and the ratio ours/torch (below 1: we are faster).
+
+Rows (``--rows``, comma-separated; default all):
+
+- ``encoder``  encoder forward, batch 8 x 128 tokens (torch under ``inference_mode``);
+- ``fwdbwd``   forward + backward with labels, batch 8, source 128, target 32, no dropout;
+- ``train``    a full training step with dropout 0.1: forward, backward, clip to norm 1, AdamW
+               (ours: ``model.backward``, ``clip_grad_norm``, ``AdamW.step``; torch:
+               ``loss.backward``, ``clip_grad_norm_``, ``optimizer.step``);
+- ``beam1``, ``beam8``  beam search, 4 beams, exactly 32 new tokens (``min_new_tokens=32``),
+               batch 1 and batch 8, sources of 128 tokens;
+- ``memory``   peak RSS of two training steps, each side in its own fresh process;
+- ``gflops``   matmul FLOPs of the training step / its median time, against this machine's float32
+               matmul peak measured here with NumPy (best of n = 1024, 1536, 2048).
+
+Thread count: torch gets ``torch.set_num_threads(n)`` with n = the number of threads NumPy's BLAS
+(OpenBLAS) uses, read through ctypes; ``--threads n`` sets both. Note that NumPy's elementwise ufuncs
+are single-threaded whatever n is, while torch's run on n threads.
+
+This file is a measuring script, not part of the package: it imports torch and transformers
+(``pip install "minibertgen[oracle]"``) and is never imported by minibertgen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+import minibertgen as mbg  # noqa: E402
+from minibertgen.train import AdamW, clip_grad_norm  # noqa: E402
+
+ALL_ROWS = ("encoder", "fwdbwd", "train", "beam1", "beam8", "memory", "gflops")
+GOALS = {  # ours/torch, from issue 8 (gflops: fraction of the matmul peak)
+    "encoder": ("<=", 0.9), "fwdbwd": ("<=", 1.0), "train": ("<=", 1.0),
+    "beam1": ("<=", 0.5), "beam8": ("<=", 0.5), "memory": ("<=", 1.0), "gflops": (">=", 0.6),
+}  # fmt: skip
+SPECIAL = {"decoder_start_token_id": 101, "pad_token_id": 0, "eos_token_id": 102}  # MiniLM's [CLS], [PAD], [SEP]
+LR, WEIGHT_DECAY, MAX_NORM = 1e-4, 0.01, 1.0
+
+
+# ================================================================ threads
+
+
+def _openblas():
+    """NumPy's OpenBLAS library (ctypes handle and symbol prefix), or None if not found."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.rsplit("/", 1)[-1].lower()})
+    for path in paths:
+        lib = ctypes.CDLL(path)
+        for get, put in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                         ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+                         ("openblas_get_num_threads", "openblas_set_num_threads")):  # fmt: skip
+            if hasattr(lib, get):
+                return lib, get, put
+    return None
+
+
+def blas_threads(set_to: int | None = None) -> int | None:
+    """The number of threads NumPy's BLAS uses (after setting it to ``set_to`` if given)."""
+    np.ones((2, 2), dtype=np.float32) @ np.ones((2, 2), dtype=np.float32)  # make sure BLAS is loaded
+    found = _openblas()
+    if found is None:
+        return None
+    lib, get, put = found
+    if set_to is not None:
+        getattr(lib, put)(ctypes.c_int(set_to))
+    return int(getattr(lib, get)())
+
+
+# ================================================================ timing
+
+
+def proc_status_kb(field: str) -> int:
+    """A memory figure of this process from /proc/self/status, in KiB (VmRSS now, VmHWM peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class OtherLoad:
+    """How many cores *other* processes kept busy during a stretch of time (/proc/stat minus our
+    own CPU time, children included): the benchmark's honesty check on a shared machine."""
+
+    def __enter__(self):
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        wall, busy, ours = (e - s for e, s in zip(end, self.start, strict=True))
+        self.cores = max(0.0, (busy - ours) / wall) if wall > 0 else float("nan")
+        return False
+
+    @staticmethod
+    def _sample():
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+            busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle, iowait
+        except (OSError, ValueError):
+            busy = float("nan")
+        t = os.times()
+        return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+WAIT_IDLE = {"max_s": 0.0, "threshold": 0.3, "busy_starts": 0, "waited_s": 0.0}
+
+
+def wait_for_quiet() -> None:
+    """With ``--wait-idle S``: before a timed call, wait (at most S seconds) until other processes
+    use less than 0.3 cores over half a second. Counts the calls that had to start anyway."""
+    if WAIT_IDLE["max_s"] <= 0:
+        return
+    deadline = time.perf_counter() + WAIT_IDLE["max_s"]
+    start = time.perf_counter()
+    while True:
+        with OtherLoad() as load:
+            time.sleep(0.5)
+        if load.cores < WAIT_IDLE["threshold"]:
+            break
+        if time.perf_counter() > deadline:
+            WAIT_IDLE["busy_starts"] += 1
+            break
+    WAIT_IDLE["waited_s"] += time.perf_counter() - start
+
+
+def alternate(fns: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Run each callable ``warmup`` times untimed, then ``repeats`` timed rounds, alternating the
+    order every round (A B, B A, ...) so that a machine slowing down or speeding up hits both."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for i in range(repeats):
+        for name in names if i % 2 == 0 else names[::-1]:
+            gc.collect()
+            wait_for_quiet()
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def matmul_peak(repeats: int) -> tuple[float, dict]:
+    """The best median float32 GFLOP/s of NumPy's ``a @ b`` over n = 1024, 1536, 2048."""
+    rng = np.random.default_rng(0)
+    by_n = {}
+    for n in (1024, 1536, 2048):
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        a @ b
+        ts = []
+        for _ in range(repeats):
+            wait_for_quiet()
+            start = time.perf_counter()
+            a @ b
+            ts.append(time.perf_counter() - start)
+        by_n[n] = 2 * n**3 / statistics.median(ts) / 1e9
+    return max(by_n.values()), by_n
+
+
+def torch_matmul_peak(torch, repeats: int) -> float:
+    best = 0.0
+    for n in (1024, 1536, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b
+        ts = []
+        for _ in range(repeats):
+            wait_for_quiet()
+            start = time.perf_counter()
+            a @ b
+            ts.append(time.perf_counter() - start)
+        best = max(best, 2 * n**3 / statistics.median(ts) / 1e9)
+    return best
+
+
+# ================================================================ FLOPs
+
+
+def forward_flops(cfg, B: int, S: int, T: int | None) -> float:
+    """Multiply-add FLOPs (2 per multiply-accumulate) of the matmuls in one forward pass.
+
+    Encoder only when T is None. Elementwise work (softmax, GELU, LayerNorm) is not counted: the
+    usual convention, and what "achieved GFLOP/s" compares against the matmul peak.
+    """
+    enc, dec = cfg.encoder, cfg.decoder
+    D, F, Ls = enc.hidden_size, enc.intermediate_size, enc.num_hidden_layers
+    N = B * S
+    per_enc_layer = 4 * 2 * N * D * D + 2 * 2 * N * D * F + 2 * 2 * B * S * S * D  # QKVO, FFN, QK^T and PV
+    total = Ls * per_enc_layer
+    if T is None:
+        return float(total)
+    D, F, Ld, V = dec.hidden_size, dec.intermediate_size, dec.num_hidden_layers, dec.vocab_size
+    Nt = B * T
+    per_dec_layer = (
+        4 * 2 * Nt * D * D + 2 * 2 * B * T * T * D  # self-attention
+        + 2 * 2 * Nt * D * D + 2 * 2 * N * D * D + 2 * 2 * B * T * S * D  # cross: Q, O; K, V of memory; scores
+        + 2 * 2 * Nt * D * F  # feed-forward
+    )  # fmt: skip
+    return float(total + Ld * per_dec_layer + 2 * Nt * D * V)  # + the LM head
+
+
+def train_flops(cfg, B, S, T) -> float:
+    """Forward + backward = 3 x forward: each matmul's backward is two matmuls of its size (dX, dW)."""
+    return 3 * forward_flops(cfg, B, S, T)
+
+
+# ================================================================ the two sides
+
+
+@dataclass
+class Sides:
+    ours: object
+    hf: object
+    torch: object
+    transformers: object
+    folder: str
+    attention: str
+    attention_note: str
+    inputs: dict = field(default_factory=dict)
+
+
+def load_hf(transformers, folder):
+    """transformers' EncoderDecoderModel with its fastest attention: sdpa where supported, else eager."""
+    try:
+        hf = transformers.EncoderDecoderModel.from_pretrained(folder, attn_implementation="sdpa")
+        note = "sdpa"
+    except (ValueError, ImportError) as exc:
+        hf = transformers.EncoderDecoderModel.from_pretrained(folder, attn_implementation="eager")
+        note = f"eager (sdpa refused: {str(exc).split('.')[0]})"
+    impl = f"{hf.config.encoder._attn_implementation}/{hf.config.decoder._attn_implementation}"
+    return hf, impl, note
+
+
+def make_inputs(vocab_size: int, seed: int = 0) -> dict:
+    """Token ids drawn away from the special ids (< 1000 in the MiniLM vocab); no padding."""
+    rng = np.random.default_rng(seed)
+
+    def ids(*shape):
+        return rng.integers(1000, vocab_size, shape).astype(np.int64)
+
+    return {"src": ids(8, 128), "labels": ids(8, 32), "beam1": ids(1, 128), "beam8": ids(8, 128)}
+
+
+def setup(weights: Path) -> Sides:
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore")
+    ours = mbg.EncoderDecoderModel.from_encoder_decoder_pretrained(weights, weights, **SPECIAL)
+    folder = tempfile.mkdtemp(prefix="mbg-bench-")
+    ours.save_pretrained(folder)
+    hf, attention, note = load_hf(transformers, folder)
+    hf.eval()
+    sides = Sides(ours, hf, torch, transformers, folder, attention, note)
+    sides.inputs = make_inputs(ours.config.decoder.vocab_size)
+    return sides
+
+
+# ---------------------------------------------------------------- rows
+
+
+def row_encoder(s: Sides, repeats):
+    ids = s.inputs["src"]
+    mask = np.ones_like(ids, dtype=np.float32)
+    t_ids, t_mask = s.torch.from_numpy(ids), s.torch.ones(ids.shape, dtype=s.torch.long)
+    enc = s.ours.encoder
+
+    def ours():
+        return enc(ids, attention_mask=mask)
+
+    def torch_side():
+        with s.torch.inference_mode():
+            return s.hf.encoder(input_ids=t_ids, attention_mask=t_mask).last_hidden_state
+
+    diff = float(np.abs(mbg.to_numpy(ours()) - torch_side().numpy()).max())
+    times = alternate({"ours": ours, "torch": torch_side}, repeats)
+    flops = forward_flops(s.ours.config, 8, 128, None)
+    return times, flops, f"max abs diff of hidden states {diff:.1e}"
+
+
+def _hf_loss(s: Sides, ids, labels):
+    out = s.hf(input_ids=ids, attention_mask=s.torch.ones(ids.shape, dtype=s.torch.long), labels=labels)
+    return out.loss
+
+
+def row_fwdbwd(s: Sides, repeats):
+    ids, labels = s.inputs["src"], s.inputs["labels"]
+    mask = np.ones_like(ids, dtype=np.float32)
+    t_ids, t_labels = s.torch.from_numpy(ids), s.torch.from_numpy(labels)
+    s.hf.eval()  # no dropout on either side: equal work, and the losses can be compared
+    losses = {}
+
+    def ours():
+        out = s.ours(ids, attention_mask=mask, labels=labels)
+        s.ours.backward(out)
+        losses["ours"] = float(out.loss)
+
+    def torch_side():
+        s.hf.zero_grad(set_to_none=True)
+        loss = _hf_loss(s, t_ids, t_labels)
+        loss.backward()
+        losses["torch"] = float(loss)
+
+    times = alternate({"ours": ours, "torch": torch_side}, repeats)
+    s.hf.zero_grad(set_to_none=True)
+    flops = train_flops(s.ours.config, 8, 128, 32)
+    return times, flops, f"loss ours {losses['ours']:.5f} / torch {losses['torch']:.5f}"
+
+
+def row_train(s: Sides, repeats):
+    """Training steps change the weights: both sides start from the shared weights and are put
+    back afterwards (our AdamW returns new arrays, so keeping the old tree is enough)."""
+    ids, labels = s.inputs["src"], s.inputs["labels"]
+    mask = np.ones_like(ids, dtype=np.float32)
+    t_ids, t_labels = s.torch.from_numpy(ids), s.torch.from_numpy(labels)
+    saved_params = s.ours.params
+    saved_state = {k: v.clone() for k, v in s.hf.state_dict().items()}
+    optimizer = AdamW(lr=LR, weight_decay=WEIGHT_DECAY)
+    t_optimizer = s.torch.optim.AdamW(s.hf.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    rng = np.random.default_rng(1)
+    s.torch.manual_seed(1)
+    s.hf.train()  # dropout 0.1, as fine-tuning runs
+
+    def ours():
+        out = s.ours(ids, attention_mask=mask, labels=labels, train=True, rng=rng)
+        grads = s.ours.backward(out)
+        grads, _ = clip_grad_norm(grads, MAX_NORM)
+        s.ours.params = optimizer.step(s.ours.params, grads)
+
+    def torch_side():
+        t_optimizer.zero_grad(set_to_none=True)
+        loss = _hf_loss(s, t_ids, t_labels)
+        loss.backward()
+        s.torch.nn.utils.clip_grad_norm_(s.hf.parameters(), MAX_NORM)
+        t_optimizer.step()
+
+    try:
+        times = alternate({"ours": ours, "torch": torch_side}, repeats)
+    finally:
+        s.ours.params = saved_params
+        s.hf.load_state_dict(saved_state)
+        s.hf.eval()
+        del t_optimizer, optimizer
+        s.hf.zero_grad(set_to_none=True)
+    flops = train_flops(s.ours.config, 8, 128, 32)
+    return times, flops, "dropout 0.1; AdamW lr 1e-4, wd 0.01; clip 1.0"
+
+
+def row_beam(s: Sides, repeats, key):
+    ids = s.inputs[key]
+    mask = np.ones_like(ids, dtype=np.float32)
+    t_ids, t_mask = s.torch.from_numpy(ids), s.torch.ones(ids.shape, dtype=s.torch.long)
+    kwargs = dict(num_beams=4, max_new_tokens=32, min_new_tokens=32)
+    result = {}
+
+    def ours():
+        result["ours"] = s.ours.generate(ids, attention_mask=mask, **kwargs).sequences
+
+    def torch_side():
+        with s.torch.inference_mode():
+            result["torch"] = s.hf.generate(input_ids=t_ids, attention_mask=t_mask, **kwargs).numpy()
+
+    times = alternate({"ours": ours, "torch": torch_side}, repeats)
+    same = result["ours"].shape == result["torch"].shape and bool((result["ours"] == result["torch"]).all())
+    return times, None, f"output {tuple(result['ours'].shape)}, same tokens as torch: {'yes' if same else 'NO'}"
+
+
+# ---------------------------------------------------------------- memory (child processes)
+
+
+def child_memory(side: str, folder: str, threads: int, steps: int = 2) -> dict:
+    """In a fresh process: load the model, reset the peak-RSS counter, run ``steps`` training steps.
+
+    The peak is the kernel's high-water mark of this process's resident memory, VmHWM in
+    /proc/self/status: the same number ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` gives in a
+    process that was not forked from a big one. Not getrusage itself: on Linux a child started
+    with fork + exec inherits in ru_maxrss the RSS its parent had at the fork (here gigabytes of
+    both models), and resetting the counter does not clear that inherited part. Writing 5 to
+    /proc/self/clear_refs resets VmHWM, so ``peak_step_kb`` is the peak *during the training
+    steps* (weights, gradients, optimizer state and activations included); ``peak_process_kb``
+    is the peak of the whole process, loading included.
+    """
+    blas_threads(threads)
+    inputs = make_inputs(30522)
+    ids, labels = inputs["src"], inputs["labels"]
+    if side == "ours":
+        model = mbg.EncoderDecoderModel.from_pretrained(folder)
+        optimizer, rng = AdamW(lr=LR, weight_decay=WEIGHT_DECAY), np.random.default_rng(1)
+        mask = np.ones_like(ids, dtype=np.float32)
+
+        def step():
+            out = model(ids, attention_mask=mask, labels=labels, train=True, rng=rng)
+            grads, _ = clip_grad_norm(model.backward(out), MAX_NORM)
+            model.params = optimizer.step(model.params, grads)
+    else:
+        import torch
+        import transformers
+
+        torch.set_num_threads(threads)
+        transformers.logging.set_verbosity_error()
+        warnings.filterwarnings("ignore")
+        model, _, _ = load_hf(transformers, folder)
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+        t_ids, t_labels = torch.from_numpy(ids), torch.from_numpy(labels)
+        t_mask = torch.ones(ids.shape, dtype=torch.long)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            model(input_ids=t_ids, attention_mask=t_mask, labels=t_labels).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM)
+            optimizer.step()
+
+    gc.collect()
+    after_load = proc_status_kb("VmRSS")
+    peak_load = proc_status_kb("VmHWM")
+    reset = True
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        reset = False
+    for _ in range(steps):
+        step()
+    peak = proc_status_kb("VmHWM")
+    return {"rss_after_load_kb": after_load, "peak_step_kb": peak, "peak_process_kb": max(peak, peak_load),
+            "reset": reset, "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}  # fmt: skip
+
+
+def row_memory(s: Sides, threads: int):
+    results = {}
+    for side in ("ours", "torch"):
+        cmd = [sys.executable, __file__, "--child-memory", side, "--model-dir", s.folder, "--threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory child ({side}) failed:\n{proc.stderr[-2000:]}")
+        results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return results
+
+
+# ================================================================ report
+
+
+def fmt_time(t: float) -> str:
+    return f"{t * 1000:.0f} ms" if t < 10 else f"{t:.1f} s"
+
+
+def verdict(row: str, value: float) -> str:
+    op, goal = GOALS[row]
+    met = value <= goal if op == "<=" else value >= goal
+    return f"{op} {goal:g}: {'met' if met else 'not met'}"
+
+
+def describe_machine() -> str:
+    model = platform.processor() or "?"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        model = fields.get("Model name", model).strip()
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs"
+
+
+def package_origin() -> str:
+    """Where the minibertgen being timed lives, and its git commit when that is a checkout."""
+    where = Path(mbg.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(where), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, check=True).stdout.strip()  # fmt: skip
+        return f"{where} (commit {commit}{', with uncommitted changes' if dirty else ''})"
+    except (OSError, subprocess.CalledProcessError):
+        return f"{where} (not a git checkout)"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (3), for a smoke run")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per row (default 7, --quick 3)")
+    ap.add_argument("--rows", default=",".join(ALL_ROWS), help=f"comma-separated subset of {','.join(ALL_ROWS)}")
+    ap.add_argument("--threads", type=int, default=None, help="threads for both sides (default: NumPy's BLAS count)")
+    ap.add_argument("--weights", default=None, help="MiniLM checkpoint folder (default: weights/minilm-l6)")
+    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                    help="before each timed call wait up to S seconds for other processes to go quiet (shared machines)")
+    ap.add_argument("--out", default=None, help="also write the markdown table to this file")
+    ap.add_argument("--child-memory", choices=("ours", "torch"), help=argparse.SUPPRESS)
+    ap.add_argument("--model-dir", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child_memory:
+        print(json.dumps(child_memory(args.child_memory, args.model_dir, args.threads)))
+        return 0
+
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(rows) - set(ALL_ROWS))
+    if unknown:
+        ap.error(f"unknown rows {unknown}; choose from {','.join(ALL_ROWS)}")
+    repeats = args.repeats or (3 if args.quick else 7)
+    WAIT_IDLE["max_s"] = args.wait_idle
+    from minibertgen.fetch import find_weights
+
+    weights = Path(args.weights) if args.weights else find_weights("minilm-l6")
+    if weights is None or not (Path(weights) / "model.safetensors").exists():
+        print("the MiniLM checkpoint is missing: run `minibertgen fetch minilm-l6` first", file=sys.stderr)
+        return 1
+
+    threads = blas_threads(args.threads)
+    if threads is None:
+        threads = args.threads or os.cpu_count()
+        print(f"could not read NumPy's BLAS thread count; using {threads} for torch")
+    s = setup(Path(weights))
+    s.torch.set_num_threads(threads)
+    versions = (f"numpy {np.__version__}, torch {s.torch.__version__}, transformers {s.transformers.__version__}, "
+                f"python {platform.python_version()}")  # fmt: skip
+    print(f"machine: {describe_machine()}; load average at start {load_average()}")
+    print(versions)
+    print(f"minibertgen {mbg.__version__} from {package_origin()}")
+    print(f"threads: NumPy BLAS {threads}, torch.set_num_threads({threads}) -> {s.torch.get_num_threads()}")
+    print(f"transformers attention: {s.attention} ({s.attention_note})")
+    print(f"repeats per row: {repeats} timed (+1 warm-up), medians\n")
+
+    table = []  # (row label, ours, torch, ratio text, goal text, notes)
+    train_median = None
+    order = [r for r in ALL_ROWS if r in rows]
+    if "gflops" in order and "train" not in order:
+        order.insert(order.index("gflops"), "train")  # gflops is read off the train row
+    labels = {
+        "encoder": "encoder forward, B=8 x S=128",
+        "fwdbwd": "forward + backward, B=8, S=128, T=32",
+        "train": "training step (fwd, bwd, clip, AdamW)",
+        "beam1": "beam search, 4 beams, 32 new tokens, B=1",
+        "beam8": "beam search, 4 beams, 32 new tokens, B=8",
+    }
+    flops_of = {}
+    for row in order:
+        started, n_rows = time.perf_counter(), len(table)
+        other = OtherLoad().__enter__()
+        if row in ("encoder", "fwdbwd", "train", "beam1", "beam8"):
+            if row == "encoder":
+                times, flops, note = row_encoder(s, repeats)
+            elif row == "fwdbwd":
+                times, flops, note = row_fwdbwd(s, repeats)
+            elif row == "train":
+                times, flops, note = row_train(s, repeats)
+            else:
+                times, flops, note = row_beam(s, max(2, repeats // 2) if row == "beam8" else repeats, row)
+            mo, mt = statistics.median(times["ours"]), statistics.median(times["torch"])
+            ratio = mo / mt
+            if flops:
+                flops_of[row] = flops
+                note += f"; {flops / 1e9:.1f} GFLOP: ours {flops / mo / 1e9:.0f} GFLOP/s, torch {flops / mt / 1e9:.0f} GFLOP/s"
+            if row == "train":
+                train_median = (mo, mt)
+            spread = f"ours {min(times['ours']):.2f}-{max(times['ours']):.2f} s, torch {min(times['torch']):.2f}-{max(times['torch']):.2f} s"
+            if row in rows:
+                table.append((labels[row], fmt_time(mo), fmt_time(mt), f"{ratio:.2f}", verdict(row, ratio), f"{note} (range {spread})"))
+        elif row == "memory":
+            mem = row_memory(s, threads)
+            po, pt = mem["ours"]["peak_step_kb"], mem["torch"]["peak_step_kb"]
+            note = (f"peak = VmHWM (see child_memory); RSS after load: ours {mem['ours']['rss_after_load_kb'] / 1024:.0f} MiB, torch "
+                    f"{mem['torch']['rss_after_load_kb'] / 1024:.0f} MiB; peak incl. loading: ours "
+                    f"{mem['ours']['peak_process_kb'] / 1024:.0f} MiB, torch {mem['torch']['peak_process_kb'] / 1024:.0f} MiB")  # fmt: skip
+            if not (mem["ours"]["reset"] and mem["torch"]["reset"]):
+                note += " (peak counter could not be reset: step peaks include loading)"
+            table.append(("peak RSS, 2 training steps (own process)", f"{po / 1024:.0f} MiB", f"{pt / 1024:.0f} MiB",
+                          f"{po / pt:.2f}", verdict("memory", po / pt), note))  # fmt: skip
+        elif row == "gflops":
+            peak, by_n = matmul_peak(repeats)
+            t_peak = torch_matmul_peak(s.torch, repeats)
+            mo, mt = train_median
+            achieved = flops_of["train"] / mo / 1e9
+            by = ", ".join(f"n={n}: {g:.0f}" for n, g in by_n.items())
+            note = (f"NumPy float32 matmul peak {peak:.0f} GFLOP/s ({by}); torch matmul peak {t_peak:.0f} GFLOP/s; "
+                    f"torch's step reaches {flops_of['train'] / mt / 1e9:.0f} GFLOP/s = {flops_of['train'] / mt / 1e9 / peak:.0%}")  # fmt: skip
+            table.append(("training step GFLOP/s vs matmul peak", f"{achieved:.0f} GFLOP/s", "-",
+                          f"{achieved / peak:.0%} of peak", verdict("gflops", achieved / peak), note))  # fmt: skip
+        other.__exit__(None, None, None)
+        if len(table) > n_rows:  # this row added a line: say how busy the machine was meanwhile
+            *cells, notes = table[-1]
+            table[-1] = (*cells, f"{notes}; other processes used {other.cores:.1f} cores meanwhile")
+        print(f"  {row}: done in {time.perf_counter() - started:.0f} s (other processes used {other.cores:.1f} cores)", flush=True)
+
+    head = "| row | ours (minibertgen) | torch (transformers) | ours/torch | goal | notes |\n|---|---|---|---|---|---|\n"
+    body = "".join(f"| {' | '.join(cells)} |\n" for cells in table)
+    text = head + body
+    text += (f"\nthreads {threads} both sides; transformers {s.transformers.__version__} attention: {s.attention} "
+             f"(all torch rows); load average at end {load_average()}\n")  # fmt: skip
+    if WAIT_IDLE["max_s"] > 0:
+        text += (f"--wait-idle {WAIT_IDLE['max_s']:g}: waited {WAIT_IDLE['waited_s']:.0f} s in all for a quiet machine; "
+                 f"{WAIT_IDLE['busy_starts']} timed calls started while other processes were busy\n")  # fmt: skip
+    print()
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
