@@ -22,7 +22,7 @@ import numpy as np
 from .attention import causal_padding_mask, padding_mask
 from .backend import backend_module, backend_of, check_token_ids, get_xp, to_device, to_numpy
 from .blocks import layer_backward, layer_forward
-from .config import BertGenerationConfig, EncoderDecoderConfig, check_tieable
+from .config import BertGenerationConfig, EncoderDecoderConfig, check_tieable, read_json
 from .ops import (
     cross_entropy_backward,
     cross_entropy_forward,
@@ -635,8 +635,8 @@ class EncoderDecoderModel(_Module):
             flat.update({f"encoder.{k}": v for k, v in flatten(encoder.params).items()})
         model = cls.__new__(cls)
         model.config = config
-        if "enc_to_dec_proj.weight" in encoder_decoder_param_spec(config):
-            proj_spec = {k: v for k, v in encoder_decoder_param_spec(config).items() if k.startswith("enc_to_dec")}
+        proj_spec = {k: v for k, v in encoder_decoder_param_spec(config).items() if k.startswith("enc_to_dec")}
+        if proj_spec:  # the hidden sizes differ: a fresh projection of the encoder output
             flat.update(init_params(proj_spec, seed, str(decoder.dtype)))
         model.params = to_device(unflatten(flat), decoder.backend)
         return model
@@ -684,8 +684,6 @@ class EncoderDecoderModel(_Module):
     @classmethod
     def from_pretrained(cls, path, *, backend=None, dtype="float32", strict=True):
         """Load a transformers EncoderDecoderModel folder (or one saved here)."""
-        from .config import read_json
-
         config = EncoderDecoderConfig.from_dict(read_json(os.path.join(os.fspath(path), "config.json")))
         return cls._from_checkpoint(path, config, backend=backend, dtype=dtype, strict=strict)
 
@@ -778,8 +776,6 @@ class EncoderDecoderModel(_Module):
 
 
 def _read_part_config(path, overrides) -> BertGenerationConfig:
-    from .config import read_json
-
     d = read_json(os.path.join(os.fspath(path), "config.json"))
     if d.get("model_type") == "encoder-decoder":
         raise ValueError(f"{path} holds an EncoderDecoderModel; load it with EncoderDecoderModel.from_pretrained")

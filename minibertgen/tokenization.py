@@ -199,6 +199,19 @@ class _Tokenizer:
     cls_token, cls_token_id = _special_token_properties("cls_token")
     mask_token, mask_token_id = _special_token_properties("mask_token")
 
+    @classmethod
+    def _from_folder(cls, folder, vocab_name: str, class_names: tuple, keys: tuple, overrides: dict):
+        """``folder/vocab_name`` with the settings ``keys`` of ``folder/tokenizer_config.json``
+        (``overrides`` win), then a check of its added tokens: both tokenizers' from_pretrained."""
+        folder = os.fspath(folder)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"tokenizer folder not found (not a directory): {folder!r}")
+        kwargs = _read_tokenizer_config(folder, class_names, keys)
+        kwargs.update(overrides)
+        tokenizer = cls(os.path.join(folder, vocab_name), **kwargs)
+        _check_added_tokens(folder, tokenizer)
+        return tokenizer
+
     def _init_specials(self, specials: dict, base_has) -> None:
         """Record the special tokens; append those missing from the base vocabulary (in role order)."""
         self._specials = {}
@@ -474,15 +487,9 @@ class BertGenerationTokenizer(_Tokenizer):
         """Load ``folder/spiece.model`` and, if present, the special tokens and model_max_length of
         ``folder/tokenizer_config.json`` (as transformers' save_pretrained writes them). ``overrides``
         are passed to the constructor and win over the file."""
-        folder = os.fspath(folder)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"tokenizer folder not found (not a directory): {folder!r}")
         keys = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "clean_up_tokenization_spaces")
-        kwargs = _read_tokenizer_config(folder, ("BertGenerationTokenizer", "BertGenerationTokenizerFast"), keys)
-        kwargs.update(overrides)
-        tokenizer = cls(os.path.join(folder, SPIECE_FILE), **kwargs)
-        _check_added_tokens(folder, tokenizer)
-        return tokenizer
+        return cls._from_folder(folder, SPIECE_FILE, ("BertGenerationTokenizer", "BertGenerationTokenizerFast"),
+                                keys, overrides)  # fmt: skip
 
     @property
     def vocab_size(self) -> int:
@@ -721,17 +728,10 @@ class BertTokenizer(_Tokenizer):
         """Load ``folder/vocab.txt`` and the settings of ``folder/tokenizer_config.json`` if present
         (do_lower_case, strip_accents, tokenize_chinese_chars, never_split, special tokens,
         model_max_length, ...). ``overrides`` are passed to the constructor and win over the file."""
-        folder = os.fspath(folder)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"tokenizer folder not found (not a directory): {folder!r}")
         keys = ("do_lower_case", "do_basic_tokenize", "never_split", "tokenize_chinese_chars", "strip_accents",
                 "clean_up_tokenization_spaces", "unk_token", "sep_token", "pad_token", "cls_token",
                 "mask_token")  # fmt: skip
-        kwargs = _read_tokenizer_config(folder, ("BertTokenizer", "BertTokenizerFast"), keys)
-        kwargs.update(overrides)
-        tokenizer = cls(os.path.join(folder, VOCAB_FILE), **kwargs)
-        _check_added_tokens(folder, tokenizer)
-        return tokenizer
+        return cls._from_folder(folder, VOCAB_FILE, ("BertTokenizer", "BertTokenizerFast"), keys, overrides)
 
     @property
     def vocab_size(self) -> int:

@@ -15,8 +15,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "generation"
 INPUT_IDS = [[5, 6, 7, 8, 9, 10], [11, 12, 13, 0, 0, 0]]
 IDS = dict(decoder_start_token_id=2, eos_token_id=1, pad_token_id=0)
