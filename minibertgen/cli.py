@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .demo import RECIPE
 
 
 def _load_any(path):
@@ -81,7 +82,7 @@ def load_tokenizer(path):
 
 def cmd_train(args) -> int:
     from .model import EncoderDecoderModel
-    from .train import TrainSettings, latest_checkpoint, read_pairs, train
+    from .train import TrainSettings, latest_checkpoint, read_pairs, source_gap_warning, train
 
     if sum(x is not None and x is not False for x in (args.warm_start, args.model, args.resume or None)) != 1:
         raise ValueError("give exactly one of --warm-start BERT_DIR, --model BERT2BERT_DIR or --resume")
@@ -101,15 +102,24 @@ def cmd_train(args) -> int:
         source = args.warm_start or args.model
     tokenizer = load_tokenizer(args.tokenizer or source)
     if args.warm_start:
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(args.warm_start, args.warm_start, seed=args.seed,
-                                                                    dtype=args.dtype, backend=args.backend)  # fmt: skip
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+            args.warm_start, args.warm_start, seed=args.seed, dtype=args.dtype, backend=args.backend,
+            cross_attention_init=args.cross_attention_init,
+        )  # fmt: skip
         print("warm start from", args.warm_start, "\n  " + str(model.load_report).replace("\n", "\n  "))
     else:
         model = EncoderDecoderModel.from_pretrained(source, dtype=args.dtype, backend=args.backend)
     result = train(model, tokenizer, train_pairs, args.out, settings, eval_pairs=eval_pairs, resume=args.resume)
     first, last = result.history[0], result.history[-1]
-    print(f"steps {last['step']}: loss {first['loss']:.4f} -> {last['loss']:.4f}"
-          + (f", held-out loss {last['eval_loss']:.4f}" if last["eval_loss"] != "" else ""))  # fmt: skip
+    print(f"steps {last['step']}: loss {first['loss']:.4f} -> {last['loss']:.4f}")
+    if last.get("eval_shuffled_loss", "") != "":
+        dependence = {"heldout_loss": last["eval_loss"], "shuffled_source_loss": last["eval_shuffled_loss"],
+                      "source_gap": last["eval_shuffled_loss"] - last["eval_loss"]}  # fmt: skip
+        print(f"held-out loss {dependence['heldout_loss']:.4f} per token; with shuffled sources "
+              f"{dependence['shuffled_source_loss']:.4f} (what the source is worth: {dependence['source_gap']:.4f})")
+        warning = source_gap_warning(dependence)
+        if warning:
+            print(warning, file=sys.stderr)
     print(f"checkpoint: {result.checkpoint}\nloss curve: {os.path.join(args.out, 'loss.csv')}")
     return 0
 
@@ -177,11 +187,16 @@ def cmd_generate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo, summary
+    from .demo import run_demo, run_table, summary, table_text
 
+    if args.table:
+        print(table_text(run_table(os.path.join(args.out, "table"), steps=args.steps or RECIPE["steps"],
+                                   seed=args.seed, progress=not args.no_progress)))  # fmt: skip
+        return 0
     result = run_demo(args.out, budget=args.budget, steps=args.steps, n_train=args.train_size,
                       n_heldout=args.heldout, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      max_new_tokens=args.max_new_tokens, progress=not args.no_progress)  # fmt: skip
+                      cross_attention_init=args.cross_attention_init, max_new_tokens=args.max_new_tokens,
+                      progress=not args.no_progress)  # fmt: skip
     print(summary(result))
     return 0
 
@@ -230,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, loss.csv, loss.png")
     p.add_argument("--warm-start", type=Path, help="a BERT checkpoint folder: encoder and decoder start from it")
     p.add_argument("--model", type=Path, help="a bert2bert (EncoderDecoderModel) folder to fine-tune further")
+    p.add_argument("--cross-attention-init", default="self_attention", choices=["self_attention", "random"],
+                   help="with --warm-start: start each decoder layer's cross-attention as a copy of its "
+                        "self-attention (default; it learns to read the source at once) or random "
+                        "(Rothe et al.; it can stay unused for hundreds of steps)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue exactly from the latest checkpoint in --out")
     p.add_argument("--tokenizer", type=Path, help="tokenizer folder or file (default: the model's folder)")
     p.add_argument("--steps", type=int, default=100)
@@ -269,12 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="warm start vs random init on a built-in sentence-fusion task")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    p.add_argument("--budget", type=float, default=300.0, help="seconds for the whole demo, roughly (default 300)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per run (default: fit the budget)")
-    p.add_argument("--train-size", type=int, default=4000)
-    p.add_argument("--heldout", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--steps", type=int, default=None, help=f"training steps per run (default {RECIPE['steps']})")
+    p.add_argument("--budget", type=float, default=None, help="fit the steps to about this many seconds instead")
+    p.add_argument("--train-size", type=int, default=RECIPE["n_train"])
+    p.add_argument("--heldout", type=int, default=RECIPE["n_heldout"])
+    p.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    p.add_argument("--lr", type=float, default=RECIPE["lr"])
+    p.add_argument("--cross-attention-init", default=RECIPE["cross_attention_init"], choices=["self_attention", "random"],
+                   help="how the warm-started decoder's cross-attention starts (random: as Rothe et al.)")
+    p.add_argument("--table", action="store_true",
+                   help="the paper's table in miniature: 5 initialisations x 2 cross-attention starts (~45 min)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=40, help="longest prediction in the held-out beam search")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -282,6 +282,28 @@ def shift_tokens_right(labels, pad_token_id, decoder_start_token_id):
     return xp.where(shifted == -100, pad_token_id, shifted)
 
 
+CROSS_ATTENTION_INITS = ("random", "self_attention")
+
+
+def copy_self_to_cross_attention(stack):
+    """A stack's parameter tree (``decoder.params["bert"]``) whose every layer's cross-attention is
+    a copy of the same layer's self-attention: query, key, value, output dense and LayerNorm.
+
+    Self-attention may carry a ``distance_embedding`` (relative positions); cross-attention never
+    does (it is always absolute, reference §4), so that table is not copied. The input tree is left
+    as it was; the copies are new arrays (the two attentions train apart).
+    """
+    layers = []
+    for layer in stack["encoder"]["layer"]:
+        if "crossattention" not in layer:
+            raise ValueError("copy_self_to_cross_attention needs a decoder stack with cross-attention")
+        self_part = {k: {name: v.copy() for name, v in w.items()} for k, w in layer["attention"]["self"].items()
+                     if k != "distance_embedding"}  # fmt: skip
+        output = {k: {name: v.copy() for name, v in w.items()} for k, w in layer["attention"]["output"].items()}
+        layers.append({**layer, "crossattention": {"self": self_part, "output": output}})
+    return {**stack, "encoder": {**stack["encoder"], "layer": layers}}
+
+
 def tree_add(tree, extra):
     """tree + extra, leaf by leaf, where ``extra`` has a leaf (a tied weight's gradients add up)."""
     if isinstance(extra, dict):
@@ -652,6 +674,7 @@ class EncoderDecoderModel(_Module):
         dtype="float32",
         fold_token_type=False,
         tie_encoder_decoder=False,
+        cross_attention_init="random",
         decoder_start_token_id=None,
         pad_token_id=None,
         bos_token_id=None,
@@ -659,13 +682,24 @@ class EncoderDecoderModel(_Module):
     ):
         """Warm start (Rothe et al.): encoder and decoder from BERT or BertGeneration checkpoints.
 
-        The decoder gains fresh cross-attention (N(0, initializer_range), seeded by ``seed``) and a
-        zero LM-head bias; ``load_report`` lists them, and what was dropped.
+        The decoder gains cross-attention, which BERT does not have, and a zero LM-head bias;
+        ``load_report`` lists them, and what was dropped. ``cross_attention_init`` says how the
+        cross-attention starts (see ``CROSS_ATTENTION_INITS``):
+
+        - ``"random"`` (the paper, and transformers): N(0, initializer_range), seeded by ``seed``;
+        - ``"self_attention"``: each layer's cross-attention is a copy of that layer's pre-trained
+          self-attention (query, key, value, output dense and LayerNorm). A warm-started decoder is
+          already a good language model, so with random cross-attention it can lower the loss a
+          long way while ignoring the source (it learns the targets' templates); starting from
+          weights that already make useful queries and keys, it reads the source from step one.
+          ``minibertgen demo`` measures both (README, "The main job").
 
         Unlike transformers' ``from_encoder_decoder_pretrained``, a plain "bert" checkpoint gives
         BertGeneration parts here (as the BertGeneration bert2bert recipe builds them by hand),
         not BertModel + BertLMHeadModel.
         """
+        if cross_attention_init not in CROSS_ATTENTION_INITS:
+            raise ValueError(f"cross_attention_init must be one of {CROSS_ATTENTION_INITS}, got {cross_attention_init!r}")
         encoder = BertGenerationEncoder.from_pretrained(
             encoder_path, backend=backend, dtype=dtype, fold_token_type=fold_token_type
         )
@@ -673,6 +707,11 @@ class EncoderDecoderModel(_Module):
             decoder_path, backend=backend, dtype=dtype, fold_token_type=fold_token_type,
             is_decoder=True, add_cross_attention=True, seed=seed,
         )  # fmt: skip
+        if cross_attention_init == "self_attention":
+            decoder.params = {**decoder.params, "bert": copy_self_to_cross_attention(decoder.params["bert"])}
+            report = decoder.load_report
+            report.copied = [(k, k.replace("crossattention.", "attention.")) for k in report.new if ".crossattention." in k]
+            report.new = [k for k in report.new if ".crossattention." not in k]
         model = cls.from_encoder_decoder(
             encoder, decoder, seed=seed, tie_encoder_decoder=tie_encoder_decoder,
             decoder_start_token_id=decoder_start_token_id, pad_token_id=pad_token_id,

@@ -210,6 +210,7 @@ class LoadReport:
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (key in file, why it is not used)
     converted: dict[str, str] = field(default_factory=dict)  # key -> "float16 -> float32"
     folded: list[str] = field(default_factory=list)
+    copied: list[tuple[str, str]] = field(default_factory=list)  # (key, the key it starts as a copy of)
 
     def merged(self, prefix: str, other: LoadReport, other_prefix: str) -> LoadReport:
         """This report and another, with each part's names prefixed (for encoder + decoder)."""
@@ -220,12 +221,16 @@ class LoadReport:
             out.dropped += [(f"{p}.{k}", why) for k, why in report.dropped]
             out.converted.update({f"{p}.{k}": v for k, v in report.converted.items()})
             out.folded += [f"{p}.{k}" for k in report.folded]
+            out.copied += [(f"{p}.{k}", f"{p}.{source}") for k, source in report.copied]
         return out
 
     def __str__(self) -> str:
         lines = [f"loaded {len(self.loaded)} tensors"]
         if self.new:
             lines.append(f"new (initialised here, {len(self.new)}): " + ", ".join(group_names(self.new)))
+        if self.copied:
+            lines.append(f"copied (not in the file, started as a copy of another part, {len(self.copied)}): "
+                         + ", ".join(group_names([_module_pair(k, source) for k, source in self.copied])))  # fmt: skip
         if self.dropped:
             reasons: dict[str, list[str]] = {}
             for key, why in self.dropped:
@@ -246,6 +251,15 @@ def group_names(keys: list[str]) -> list[str]:
     for key in keys:
         groups.setdefault(re.sub(r"\.\d+\.", ".*.", key), []).append(key)
     return [members[0] if len(members) == 1 else f"{p} (x{len(members)})" for p, members in groups.items()]
+
+
+def _module_pair(key: str, source: str) -> str:
+    """'a.0.cross.q.weight', 'a.0.self.q.weight' -> 'a.0.cross <- a.0.self': the two modules, without
+    the parameter path they share."""
+    a, b = key.split("."), source.split(".")
+    while len(a) > 1 and len(b) > 1 and a[-1] == b[-1]:
+        a, b = a[:-1], b[:-1]
+    return f"{'.'.join(a)} <- {'.'.join(b)}"
 
 
 # Keys a BERT-family file may carry that BertGeneration has no place for (reference §9, §13).

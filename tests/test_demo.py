@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 
 from minibertgen.cli import main
 from minibertgen.demo import ascii_curve, scores
 from minibertgen.fetch import find_weights
+from minibertgen.model import EncoderDecoderModel
 
 from .conftest import require_path
 
@@ -17,11 +19,31 @@ def test_demo_smoke_run(tmp_path, capsys):
     assert main(["demo", "--steps", "3", "--heldout", "3", "--train-size", "24", "--max-new-tokens", "6",
                  "--out", str(out), "--no-progress"]) == 0  # fmt: skip
     text = capsys.readouterr().out
-    assert "warm start" in text and "random init" in text and "exact match" in text and "prediction:" in text
+    assert "estimate:" in text and "minutes" in text
+    assert "warm start" in text and "random init" in text and "exact match" in text and "shuffled sources" in text
     rows = list(csv.DictReader(open(out / "loss.csv")))
     assert [r["step"] for r in rows] == ["1", "2", "3"] and set(rows[0]) == {"step", "warm", "random"}
-    assert (out / "model" / "model.safetensors").exists() and (out / "model" / "vocab.txt").exists()
-    assert (out / "warm" / "checkpoint-000003").is_dir() and (out / "random" / "checkpoint-000003").is_dir()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["seconds"] > 0
+    assert summary["data"] == {"n_train": 24, "n_heldout": 3, "seed": 0}
+    for name in ("warm", "random"):
+        assert {"heldout_loss", "shuffled_source_loss", "exact_match", "token_accuracy"} <= set(summary[name])
+        diagnostics = list(csv.DictReader(open(out / name / "loss.csv")))
+        assert {"loss", "lr", "grad_norm", "eval_loss", "eval_shuffled_loss"} <= set(diagnostics[0])
+        assert diagnostics[-1]["eval_shuffled_loss"] != ""
+    assert [set(r) for r in summary["rows"]] == [{"source", "target", "warm", "random"}] * 3
+    # the two run folders are models with their tokenizer: generate --model runs/demo/warm works
+    capsys.readouterr()
+    assert main(["generate", "--model", str(out / "warm"), "--max-new-tokens", "4", "Tom was hungry. Tom ate a cake."]) == 0
+    assert capsys.readouterr().out.strip()
+    again = EncoderDecoderModel.from_pretrained(out / "random")
+    assert again.config.decoder_start_token_id == 101  # [CLS], from the tokenizer
+
+
+def test_demo_rejects_an_empty_heldout_set(tmp_path, capsys):
+    require_path(find_weights("minilm-l6") or tmp_path / "minilm-l6", "the MiniLM checkpoint")
+    assert main(["demo", "--heldout", "0", "--out", str(tmp_path), "--no-progress"]) != 0
+    assert "at least one" in capsys.readouterr().err
 
 
 def test_scores_count_exact_matches_and_aligned_tokens():
