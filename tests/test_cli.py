@@ -57,7 +57,29 @@ def test_train_warm_starts_from_minilm_and_the_loss_drops(tmp_path, capsys):
     assert (checkpoint / "vocab.txt").exists() and (checkpoint / "optimizer.safetensors").exists()
     again = mbg.EncoderDecoderModel.from_pretrained(checkpoint)
     assert (again.config.decoder_start_token_id, again.config.pad_token_id) == (101, 0)  # [CLS], [PAD]
-    assert "loss" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "loss" in out and "copied" in out  # the default: cross-attention copied from self-attention
+
+
+def test_train_with_random_cross_attention_warns_that_the_source_is_unused(tmp_path, capsys):
+    """After 2 steps the paper's random cross-attention has not begun to read the source: --eval
+    reports the shuffled-source loss beside the true one, and the near-zero gap gets a warning."""
+    from minibertgen.fetch import find_weights
+
+    from .conftest import require_path
+
+    weights = require_path(find_weights("minilm-l6") or tmp_path / "minilm-l6", "the MiniLM checkpoint")
+    data = tmp_path / "train.jsonl"
+    pairs = [("anna sees ben.", "ben is seen by anna."), ("carl helps dora.", "dora is helped by carl.")]
+    data.write_text("".join(json.dumps({"source": s, "target": t}) + "\n" for s, t in pairs))
+    args = ["train", "--train", str(data), "--eval", str(data), "--out", str(tmp_path / "run"), "--warm-start",
+            str(weights), "--cross-attention-init", "random", "--steps", "2", "--batch-size", "2"]  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "shuffled sources" in captured.out and "new (initialised here" in captured.out
+    assert "barely reads its source" in captured.err
+    row = list(csv.DictReader(open(tmp_path / "run" / "loss.csv")))[-1]
+    assert float(row["eval_shuffled_loss"]) > 0 and float(row["eval_loss"]) > 0
 
 
 def test_generate_reads_texts_and_stdin(tmp_path, capsys, monkeypatch):
