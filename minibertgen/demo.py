@@ -141,6 +141,7 @@ def seconds_per_step(model, tokenizer, pairs, batch_size) -> float:
 
 
 def settings_for(steps, batch_size, lr, seed) -> TrainSettings:
+    """The recipe's TrainSettings for ``steps``: 10% warmup, then linear decay; evaluations every 50 steps."""
     return TrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                          warmup_steps=max(1, round(steps * RECIPE["warmup_share"])),
                          eval_every=min(RECIPE["eval_every"], steps))  # fmt: skip

@@ -6,7 +6,7 @@ import csv
 import json
 
 from minibertgen.cli import main
-from minibertgen.demo import ascii_curve, scores
+from minibertgen.demo import INITIALISATIONS, PAPER_TABLE, ascii_curve, scores, table_text
 from minibertgen.fetch import find_weights
 from minibertgen.model import EncoderDecoderModel
 
@@ -67,3 +67,11 @@ def test_scores_count_exact_matches_and_aligned_tokens():
 def test_ascii_curve_draws_one_point_per_column():
     rows = ascii_curve([4.0, 3.0, 2.0, 1.0], width=4, height=4)
     assert len(rows) == 4 and rows[0].endswith("*   ") and rows[-1].endswith("   *")
+
+
+def test_table_text_puts_the_papers_figures_beside_the_random_start_rows():
+    assert set(PAPER_TABLE) == set(INITIALISATIONS)
+    row = {"exact_match": 0.5, "heldout_loss": 1.0, "shuffled_source_loss": 2.0, "distinct_predictions": 3}
+    rows = [{"initialisation": "rnd2bert", "cross_attention_init": c, **row} for c in ("random", "self_attention")]
+    lines = table_text(rows).splitlines()
+    assert "DiscoFuse 60.0 / 87.6" in lines[1] and "paper" not in lines[2]  # Rothe et al., Table 2: rnd2bert
