@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cross-attention-init", default=RECIPE["cross_attention_init"], choices=["self_attention", "random"],
                    help="how the warm-started decoder's cross-attention starts (random: as Rothe et al.)")
     p.add_argument("--table", action="store_true",
-                   help="the paper's table in miniature: 5 initialisations x 2 cross-attention starts (~45 min)")
+                   help="the paper's table in miniature: 5 initialisations x 2 cross-attention starts (~55 min)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=40, help="longest prediction in the held-out beam search")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

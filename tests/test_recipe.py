@@ -75,7 +75,7 @@ def test_source_dependence_is_zero_for_a_model_that_cannot_see_its_source():
     model = perturb(mbg.EncoderDecoderModel(tiny_config(), seed=0), scale=0.3)  # weights that use the source
     examples = encode_pairs(CharTokenizer(), [("abc", "cba"), ("hello", "olleh"), ("xyz", "zyx")])
     seeing = source_dependence(model, examples, batch_size=2, pad_token_id=0)
-    assert abs(seeing["source_gap"]) > 1e-2
+    assert abs(seeing["source_gap"]) > 1e-2  # 100x the rounding bound below: the source visibly matters
     for layer in model.params["decoder"]["bert"]["encoder"]["layer"]:
         dense = layer["crossattention"]["output"]["dense"]
         dense["weight"][...] = 0.0
