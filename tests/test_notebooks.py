@@ -3,7 +3,7 @@ checkers in minibertgen.testing grade (the package's solution passes, a wrong an
 
 Executing the notebooks needs the ``tutorials`` tools (nbclient, nbformat, ipykernel, matplotlib):
 without them these tests skip, or fail in CI (MINIBERTGEN_REQUIRE_ORACLE=1). The notebooks that use
-the real MiniLM checkpoint ask for it through ``require_path``. All ten take about 3-4 minutes on 2
+the real MiniLM checkpoint ask for it through ``require_path``. All ten take about 5 minutes on 2
 CPU cores; ``-m "not slow"`` leaves them out.
 """
 
@@ -32,8 +32,9 @@ EXPECTED = [
     "09_gpu_cupy", "10_property_based_testing",
 ]  # fmt: skip
 NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "07_warm_start_finetune"}
-# Per cell. The longest cell (07's two fine-tuning runs of MiniLM bert2bert) takes about a minute on an
-# idle 2-core machine; 10 minutes leaves room for a loaded CI runner and still ends a hung kernel.
+# Per cell. The longest cell (07's three fine-tuning runs of MiniLM bert2bert, 100 steps each) takes
+# about 140 s on an idle 2-core machine; 10 minutes leaves room for a loaded CI runner and still ends a
+# hung kernel.
 CELL_TIMEOUT_S = 600
 # What a notebook prints when it falls back from the live oracle to the committed dumps.
 NO_ORACLE = "transformers is not installed"
