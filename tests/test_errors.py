@@ -206,6 +206,8 @@ CASES = [
          lambda t: cli("generate", "--model", t, "x", "--num-beams", "many")),
     Case("cli", "fetch of an unknown checkpoint", CliFailed, r"exit 1: minibertgen fetch: error: unknown checkpoint",
          lambda t: cli("fetch", "no-such-model")),
+    Case("cli", "demo with no held-out pairs", CliFailed, r"exit 1: minibertgen demo: error: the demo needs at least one training and one held-out pair",
+         lambda t: cli("demo", "--heldout", "0", "--out", t / "demo", "--no-progress")),
     Case("cli", "verify with a missing dumps folder", CliFailed, r"exit 1: minibertgen verify: error: reference dumps not found",
          lambda t: cli("verify", "--dumps", t / "absent", "--no-live")),
 ]  # fmt: skip
