@@ -98,10 +98,11 @@ def relative_scores(q, k, pos_emb, position_embedding_type):
     q: (B, H, Tq, Dh); k: (B, H, Tk, Dh); pos_emb: (Tq, Tk, Dh) -> (B, H, Tq, Tk)
     """
     xp = get_xp(q)
-    extra = xp.einsum("bhld,lrd->bhlr", q, pos_emb)
+    if position_embedding_type == "relative_key":
+        return xp.einsum("bhld,lrd->bhlr", q, pos_emb)
     if position_embedding_type == "relative_key_query":
-        extra = extra + xp.einsum("bhrd,lrd->bhlr", k, pos_emb)
-    return extra
+        return xp.einsum("bhld,lrd->bhlr", q, pos_emb) + xp.einsum("bhrd,lrd->bhlr", k, pos_emb)
+    raise ValueError(f"relative_scores: {position_embedding_type!r} is not a relative position type")
 
 
 def relative_scores_backward(draw, q, k, pos_emb, position_embedding_type):
@@ -115,11 +116,51 @@ def relative_scores_backward(draw, q, k, pos_emb, position_embedding_type):
     xp = get_xp(draw)
     dq = xp.einsum("bhlr,lrd->bhld", draw, pos_emb)
     dpos = xp.einsum("bhlr,bhld->lrd", draw, q)
-    dk = None
+    if position_embedding_type == "relative_key":
+        return dq, None, dpos
     if position_embedding_type == "relative_key_query":
         dk = xp.einsum("bhlr,lrd->bhrd", draw, pos_emb)
-        dpos = dpos + xp.einsum("bhlr,bhrd->lrd", draw, k)
-    return dq, dk, dpos
+        return dq, dk, dpos + xp.einsum("bhlr,bhrd->lrd", draw, k)
+    raise ValueError(f"relative_scores_backward: {position_embedding_type!r} is not a relative position type")
+
+
+# ---------------------------------------------------------------- the position types, in one place
+# Adding a position type touches config.POSITION_EMBEDDING_TYPES and the three functions below.
+
+
+def uses_query_positions(position_embedding_type) -> bool:
+    """Whether attention of this type needs each query's position (``query_positions``)."""
+    if position_embedding_type == "absolute":  # positions were added to the embeddings, once
+        return False
+    if position_embedding_type in ("relative_key", "relative_key_query"):
+        return True
+    raise ValueError(f"unknown position_embedding_type {position_embedding_type!r}; expected "
+                     "'absolute', 'relative_key' or 'relative_key_query'")  # fmt: skip
+
+
+def position_scores_forward(q, k, p, position_embedding_type, query_positions, max_positions):
+    """What positions add to the unscaled scores Q K^T, per type, and the cache of its backward.
+
+    absolute: nothing (None). relative_key / relative_key_query: ``relative_scores`` with the
+    distance table p["distance_embedding"] (2P-1, Dh) looked up for each (query, key) pair.
+    q: (B, H, Tq, Dh); k: (B, H, Tk, Dh); query_positions: (Tq,) -> (B, H, Tq, Tk) or None
+    """
+    if not uses_query_positions(position_embedding_type):  # absolute (an unknown type raised there)
+        return None, {"type": "absolute"}
+    pos_emb, lookup_cache = relative_position_embeddings(
+        p["distance_embedding"]["weight"], query_positions, k.shape[2], max_positions
+    )  # (Tq, Tk, Dh)
+    extra = relative_scores(q, k, pos_emb, position_embedding_type)  # (B, H, Tq, Tk)
+    return extra, {"type": position_embedding_type, "q": q, "k": k, "pos_emb": pos_emb, "lookup": lookup_cache}
+
+
+def position_scores_backward(draw, cache):
+    """Backward of position_scores_forward: draw (B, H, Tq, Tk), the gradient of the raw scores ->
+    (dq or None, dk or None, parameter grads: {} or {"distance_embedding": {"weight"}})."""
+    if cache["type"] == "absolute":
+        return None, None, {}
+    dq, dk, dpos = relative_scores_backward(draw, cache["q"], cache["k"], cache["pos_emb"], cache["type"])
+    return dq, dk, {"distance_embedding": {"weight": embedding_backward(dpos, cache["lookup"])}}
 
 
 # ---------------------------------------------------------------- attention
@@ -169,12 +210,9 @@ def attention_forward(
     head_dim = q.shape[-1]
 
     raw = q @ k.transpose(0, 1, 3, 2)  # (B, H, Tq, Dh) @ (B, H, Dh, Tk) -> (B, H, Tq, Tk)
-    pos_emb, pos_cache = None, None
-    if position_embedding_type != "absolute":
-        pos_emb, pos_cache = relative_position_embeddings(
-            p["distance_embedding"]["weight"], query_positions, k.shape[2], max_positions
-        )
-        raw = raw + relative_scores(q, k, pos_emb, position_embedding_type)  # before scaling, as the reference
+    extra, position_cache = position_scores_forward(q, k, p, position_embedding_type, query_positions, max_positions)
+    if extra is not None:
+        raw = raw + extra  # before scaling, as the reference
     scores = raw / math.sqrt(head_dim)
     if mask_add is not None:
         scores = scores + mask_add  # after scaling, as the reference
@@ -186,8 +224,7 @@ def attention_forward(
         "q": q, "k": k, "v": v, "probs": probs, "probs_dropped": probs_dropped,
         "q_cache": q_cache, "k_cache": k_cache, "v_cache": v_cache,
         "softmax": softmax_cache, "dropout": dropout_cache,
-        "pos_emb": pos_emb, "pos_cache": pos_cache,
-        "position_embedding_type": position_embedding_type, "self_attention": memory is None,
+        "position": position_cache, "self_attention": memory is None,
         "used_past": past_kv is not None,
     }  # fmt: skip
     return context, cache
@@ -214,13 +251,11 @@ def attention_backward(dcontext, cache):
     # raw = Q K^T (+ relative terms)
     dq = draw @ k  # (B, H, Tq, Tk) @ (B, H, Tk, Dh) -> (B, H, Tq, Dh)
     dk = draw.transpose(0, 1, 3, 2) @ q  # (B, H, Tk, Tq) @ (B, H, Tq, Dh) -> (B, H, Tk, Dh)
-    grads = {}
-    if cache["position_embedding_type"] != "absolute":
-        dq_rel, dk_rel, dpos = relative_scores_backward(draw, q, k, cache["pos_emb"], cache["position_embedding_type"])
-        dq = dq + dq_rel
-        if dk_rel is not None:
-            dk = dk + dk_rel
-        grads["distance_embedding"] = {"weight": embedding_backward(dpos, cache["pos_cache"])}
+    dq_position, dk_position, grads = position_scores_backward(draw, cache["position"])
+    if dq_position is not None:
+        dq = dq + dq_position
+    if dk_position is not None:
+        dk = dk + dk_position
     dx, grads["query"] = linear_backward(merge_heads(dq), cache["q_cache"])  # (B, H, Tq, Dh) -> (B, Tq, D)
     dkv_from_k, grads["key"] = linear_backward(merge_heads(dk), cache["k_cache"])
     dkv_from_v, grads["value"] = linear_backward(merge_heads(dv), cache["v_cache"])

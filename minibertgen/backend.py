@@ -173,3 +173,40 @@ def random_uniform(rng, shape, like):
     cupy = _cupy()
     device_rng = cupy.random.default_rng(int(rng.integers(2**63 - 1)))
     return device_rng.random(shape, dtype=cupy.float64).astype(like.dtype, copy=False)
+
+
+# ---------------------------------------------------------------- model inputs
+
+
+def as_ids(x, name, vocab_size, backend):
+    """Token ids as a (B, L) int64 array on ``backend``, checked against the vocabulary."""
+    if x is None:
+        return None
+    xp = backend_module(backend)
+    arr = xp.asarray(to_numpy(x)) if xp is np else xp.asarray(x)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (batch, length), got shape {tuple(arr.shape)}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(arr.shape)}); expected at least one token per row")
+    if name == "labels":  # -100 marks positions the loss ignores
+        check_token_ids(xp.where(arr == -100, 0, arr), vocab_size, name)
+    else:
+        check_token_ids(arr, vocab_size, name)
+    return arr.astype(xp.int64, copy=False)
+
+
+def as_mask(mask, name, shape, dtype, backend):
+    """A 0/1 attention mask of ``shape`` as a float array of the model's dtype, or None."""
+    if mask is None:
+        return None
+    xp = backend_module(backend)
+    arr = xp.asarray(to_numpy(mask)) if xp is np else xp.asarray(mask)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(arr.shape)}, expected {tuple(shape)} (one 0/1 per token)")
+    if arr.size and not bool(xp.all((arr == 0) | (arr == 1))):
+        raise ValueError(f"{name} must hold only 0 and 1 (1 = attend), got other values")
+    return arr.astype(dtype)

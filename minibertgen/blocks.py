@@ -119,8 +119,9 @@ def layer_forward(
     when the layer has cross-attention ("crossattention" in p) and memory is given (the reference
     silently skips cross-attention without encoder states); cross_mask_add: (B, 1, 1, S) or None.
     query_positions: (T,) for relative positions. past: this layer's generation KV cache,
-    {"self": {"k", "v"}, "cross": {"k", "v"}}, or None. Returns (B, T, D) and the cache, whose
-    attention caches hold the next step's keys and values (see ``layer_past``).
+    {"self": {"k", "v"}, "cross": {"k", "v"}}, or None. Returns (B, T, D), this layer's ``present``
+    (the same structure: the keys and values of every position so far, the next step's past) and
+    the backward cache.
     """
     cache = {}
     past = past or {}
@@ -133,7 +134,10 @@ def layer_forward(
             h, p["crossattention"], cross_mask_add, cfg, memory=memory, past_kv=past.get("cross"), rng=rng, train=train
         )
     out, cache["feed_forward"] = feed_forward_forward(h, p["intermediate"], p["output"], cfg, rng, train)
-    return out, cache
+    # The keys and values the attentions computed (past ones included): what the next step reuses.
+    present = {part: {"k": cache[name]["self"]["k"], "v": cache[name]["self"]["v"]}
+               for part, name in (("self", "attention"), ("cross", "crossattention")) if name in cache}  # fmt: skip
+    return out, present, cache
 
 
 def layer_backward(dout, cache):
@@ -145,12 +149,3 @@ def layer_backward(dout, cache):
         dh, dmemory, grads["crossattention"] = attention_block_backward(dh, cache["crossattention"])
     dx, _, grads["attention"] = attention_block_backward(dh, cache["attention"])
     return dx, dmemory, grads
-
-
-def layer_past(cache):
-    """The generation KV cache a layer's forward leaves for the next step: {"self": {k, v}, "cross": {k, v}}."""
-    past = {"self": {"k": cache["attention"]["self"]["k"], "v": cache["attention"]["self"]["v"]}}
-    if "crossattention" in cache:
-        cross = cache["crossattention"]["self"]
-        past["cross"] = {"k": cross["k"], "v": cross["v"]}
-    return past

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import get_xp, to_numpy
-from .blocks import layer_past
-from .model import bert_forward, decoder_forward
-from .ops import linear_forward, log_softmax
+from .backend import as_ids, as_mask, backend_module, get_xp, to_numpy
+from .ops import log_softmax
+from .stack import decoder_forward, encode
 
 
 @dataclass
@@ -152,26 +151,58 @@ def process_scores(scores, sequences, s: GenerationSettings):
 
 def encode_once(model, input_ids, attention_mask):
     """The encoder output (B, S, D_dec) the decoder attends to (projected if the sizes differ)."""
-    hidden, _, _ = bert_forward(model._encoder_params(), model.config.encoder, input_ids, attention_mask)
-    if "enc_to_dec_proj" in model.params:
-        hidden, _ = linear_forward(hidden, model.params["enc_to_dec_proj"])
-    return hidden
+    memory, _, _, _ = encode(model.params, model.config, input_ids, attention_mask)
+    return memory
 
 
 def decoder_step(model, tokens, past, memory, memory_mask):
     """Run the decoder on one new token per row, with the KV cache.
 
-    tokens: (N, 1); past: per-layer KV cache or None; memory: (N, S, D); memory_mask: (N, S) or None.
-    Returns float32 logits of the new position (N, V) and the updated past.
+    tokens: (N, 1); past: the ``present`` of the previous step, or None; memory: (N, S, D);
+    memory_mask: (N, S) or None. Returns float32 logits of the new position (N, V) and the new
+    ``present`` (the keys and values of every position so far, per layer).
     """
-    logits, _, cache = decoder_forward(model.params["decoder"], model.config.decoder, tokens,
-                                       memory=memory, memory_mask=memory_mask, past=past)  # fmt: skip
-    return logits[:, -1].astype("float32"), [layer_past(c) for c in cache["bert"]["layers"]]
+    logits, _, present, _ = decoder_forward(model.params["decoder"], model.config.decoder, tokens,
+                                            memory=memory, memory_mask=memory_mask, past=past)  # fmt: skip
+    return logits[:, -1].astype("float32"), present
 
 
 def reorder_past(past, index):
     """Select rows of every cached key and value: beam search follows each beam's parent. index: (N,)"""
     return [{part: {"k": kv["k"][index], "v": kv["v"][index]} for part, kv in layer.items()} for layer in past]
+
+
+# ================================================================ choosing tokens
+
+
+def choose_next_tokens(scores, s: GenerationSettings):
+    """The next token of each row from its processed scores (N, V): a host array (N,) of ints.
+
+    Greedy decoding takes the first maximum (as torch's argmax). Sampling plugs in here.
+    """
+    return to_numpy(scores.argmax(axis=-1)).astype(np.int64)
+
+
+def top_candidates(scores, n: int):
+    """The ``n`` best entries of each row, best first; equal scores in index order (stable).
+
+    scores: (B, M) -> host arrays indices (B, n) and their scores (B, n). Beam search ranks its
+    k * V candidates with this, and notebook 8's beam step is graded against it.
+    A partition finds the n-th best value; only the entries at least that good (the n, plus any
+    ties with the n-th) are then sorted, stably by (-score, index).
+    """
+    xp = get_xp(scores)
+    if not 1 <= n <= scores.shape[1]:
+        raise ValueError(f"top_candidates: n must be in 1..{scores.shape[1]}, got {n}")
+    part = xp.argpartition(-scores, n - 1, axis=1)[:, :n]  # (B, n), unordered
+    threshold = xp.take_along_axis(scores, part, axis=1).min(axis=1)  # (B,): the n-th best value
+    indices, values = [], []
+    for row, cut in zip(scores, threshold):  # a few rows (the batch): the loop costs nothing
+        keep = xp.nonzero(row >= cut)[0]  # ascending index: ties stay in index order
+        order = xp.argsort(-row[keep], kind="stable")[:n]
+        indices.append(keep[order])
+        values.append(row[keep[order]])
+    return to_numpy(xp.stack(indices)), to_numpy(xp.stack(values))
 
 
 # ================================================================ greedy
@@ -187,7 +218,7 @@ def greedy_search(model, memory, memory_mask, s: GenerationSettings) -> Generate
     while True:
         logits, past = decoder_step(model, xp.asarray(sequences[:, -1:]), past, memory, memory_mask)
         scores = process_scores(logits, sequences, s)
-        next_tokens = to_numpy(scores.argmax(axis=-1)).astype(np.int64)  # (B,): the first maximum
+        next_tokens = choose_next_tokens(scores, s)  # (B,)
         next_tokens = np.where(unfinished, next_tokens, s.pad_token_id)  # finished rows get pad
         sequences = np.concatenate([sequences, next_tokens[:, None]], axis=1)
         unfinished &= ~np.isin(next_tokens, s.eos_token_ids)
@@ -219,12 +250,7 @@ def beam_search(model, memory, memory_mask, s: GenerationSettings, batch_size: i
         # step 2: processors act on the log-probabilities; a candidate scores its beam's sum plus one
         log_probs = process_scores(log_softmax(logits), sequences.reshape(B * k, cur_len), s)  # (B * k, V)
         candidates = (xp.asarray(sums).reshape(-1, 1) + log_probs).reshape(B, k * V)  # float32, as the reference
-        # step 3: the top K over (beam, token), best first (partition, then sort only those K)
-        top = xp.argpartition(-candidates, n_candidates - 1, axis=1)[:, :n_candidates]  # (B, K), unordered
-        top_scores = xp.take_along_axis(candidates, top, axis=1)
-        order = xp.argsort(-top_scores, axis=1, kind="stable")
-        top_scores = to_numpy(xp.take_along_axis(top_scores, order, axis=1))
-        top = to_numpy(xp.take_along_axis(top, order, axis=1))
+        top, top_scores = top_candidates(candidates, n_candidates)  # step 3: the top K over (beam, token)
         new_len = cur_len + 1
         grown = np.full((B, k, new_len), s.pad_token_id, dtype=np.int64)
         parents = np.tile(np.arange(k), (B, 1))
@@ -298,10 +324,9 @@ def generate(model, input_ids, attention_mask=None, **kwargs) -> GenerateOutput:
     Returns sequences (B * num_return_sequences, T) on the host, with the start token, and for beam
     search sequences_scores (B * num_return_sequences,).
     """
-    from .model import as_ids, as_mask
-
     s = resolve_settings(model.config, **kwargs)
-    backend, xp = model.backend, get_xp(model._first_param())
+    backend = model.backend
+    xp = backend_module(backend)
     ids = as_ids(input_ids, "input_ids", model.config.encoder.vocab_size, backend)
     if attention_mask is None:
         pad_in_input = bool((ids == s.pad_token_id).any())

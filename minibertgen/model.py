@@ -1,12 +1,13 @@
-"""BertGeneration: embeddings, encoder and decoder stacks, the LM head, bert2bert; and the thin
-classes that hold a config and a parameter tree.
+"""The model classes: BertGenerationEncoder, BertGenerationDecoder and EncoderDecoderModel (bert2bert).
+
+Each holds a ``config`` and a parameter tree ``params``, checks its inputs, and calls the pure
+functions of stack.py (``bert_forward``, ``decoder_forward``, ``encoder_decoder_forward`` and their
+backwards). This module also owns the parameter layout (the ``*_param_spec`` functions: every
+name, shape and initializer), loading and saving, and the warm start's cross-attention options.
 
 Parameters are a nested dict mirroring transformers' state-dict names (layers are a list):
 ``params["encoder"]["layer"][0]["attention"]["self"]["query"]["weight"]`` is
 ``encoder.layer.0.attention.self.query.weight``. ``flatten(params)`` gives those names.
-
-The model functions are pure: ``*_forward(params, cfg, inputs...) -> (outputs, cache)``. The
-classes only hold ``config`` and ``params`` and call them.
 
 Shapes: B batch, S source length, T target length, D hidden, V vocabulary, P max positions.
 """
@@ -19,21 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from .attention import causal_padding_mask, padding_mask
-from .backend import backend_module, backend_of, check_token_ids, get_xp, to_device, to_numpy
-from .blocks import layer_backward, layer_forward
+from .attention import uses_query_positions
+from .backend import as_ids, as_mask, backend_of, get_xp, to_device
 from .config import BertGenerationConfig, EncoderDecoderConfig, check_tieable, read_json
-from .ops import (
-    cross_entropy_backward,
-    cross_entropy_forward,
-    dropout_backward,
-    dropout_forward,
-    embedding_backward,
-    embedding_forward,
-    layernorm_backward,
-    layernorm_forward,
-    linear_backward,
-    linear_forward,
+from .generate import generate
+from .ops import cross_entropy_backward, cross_entropy_forward
+from .stack import (
+    bert_backward,
+    bert_forward,
+    complete_grads,
+    decoder_backward,
+    decoder_forward,
+    encoder_decoder_backward,
+    encoder_decoder_forward,
+    encoder_params,
+    shift_tokens_right,
 )
 from .weights import ParamSpec, flatten, init_params, load_checkpoint, save_checkpoint, unflatten
 
@@ -62,7 +63,7 @@ def bert_param_spec(cfg: BertGenerationConfig, *, cross_attention: bool) -> dict
         layer = f"encoder.layer.{i}"
         for part in ("query", "key", "value"):
             spec.update(linear(f"{layer}.attention.self.{part}", D, D))
-        if cfg.position_embedding_type != "absolute":
+        if uses_query_positions(cfg.position_embedding_type):  # the relative types: a distance table
             spec[f"{layer}.attention.self.distance_embedding.weight"] = ParamSpec((2 * P - 1, cfg.head_dim), "normal", std)
         spec.update(linear(f"{layer}.attention.output.dense", D, D))
         spec.update(layernorm(f"{layer}.attention.output.LayerNorm"))
@@ -112,176 +113,6 @@ def encoder_decoder_param_spec(cfg: EncoderDecoderConfig) -> dict[str, ParamSpec
     return spec
 
 
-# ================================================================ forward functions
-
-
-def embeddings_forward(input_ids, p, cfg, *, position_offset=0, rng=None, train=False):
-    """LN(word[ids] + position[offset + arange(T)]), then dropout (reference §2: no token types).
-
-    input_ids: (B, T) ints; p: {"word_embeddings", "position_embeddings", "LayerNorm"} -> (B, T, D)
-    """
-    xp = get_xp(p["word_embeddings"]["weight"])
-    length = input_ids.shape[1]
-    if position_offset + length > cfg.max_position_embeddings:
-        raise ValueError(
-            f"sequence of {position_offset + length} positions is longer than max_position_embeddings "
-            f"({cfg.max_position_embeddings}); truncate the input (e.g. tokenizer max_length)"
-        )
-    positions = position_offset + xp.arange(length)  # (T,)
-    words, word_cache = embedding_forward(input_ids, p["word_embeddings"]["weight"])  # (B, T) -> (B, T, D)
-    where, position_cache = embedding_forward(positions, p["position_embeddings"]["weight"])  # (T,) -> (T, D)
-    summed = words + where  # (B, T, D) + (T, D)
-    normed, ln_cache = layernorm_forward(summed, p["LayerNorm"], cfg.layer_norm_eps)
-    out, dropout_cache = dropout_forward(normed, cfg.hidden_dropout_prob, rng, train)
-    cache = {"word": word_cache, "position": position_cache, "LayerNorm": ln_cache, "dropout": dropout_cache}
-    return out, cache
-
-
-def embeddings_backward(dout, cache, padding_idx=None):
-    """out = dropout(LN(word[ids] + position[positions]))  =>  gradients of the three parameter groups.
-
-    dout: (B, T, D). The pad row of the word table gets no gradient from the lookup (torch's
-    padding_idx, reference §1). Returns {"word_embeddings", "position_embeddings", "LayerNorm"}.
-    """
-    dnormed = dropout_backward(dout, cache["dropout"])
-    dsummed, ln_grads = layernorm_backward(dnormed, cache["LayerNorm"])
-    dwhere = dsummed.sum(axis=0)  # the (T, D) position rows were broadcast over the batch
-    return {
-        "word_embeddings": {"weight": embedding_backward(dsummed, cache["word"], padding_idx)},
-        "position_embeddings": {"weight": embedding_backward(dwhere, cache["position"])},
-        "LayerNorm": ln_grads,
-    }
-
-
-def bert_forward(
-    p,
-    cfg,
-    input_ids,
-    attention_mask=None,
-    *,
-    causal=False,
-    memory=None,
-    memory_mask=None,
-    past=None,
-    rng=None,
-    train=False,
-):
-    """One BertGeneration stack: embeddings, then every layer.
-
-    p: {"embeddings", "encoder": {"layer": [...]}}; input_ids: (B, T); attention_mask: (B, T) 0/1
-    or None (all ones), covering the past positions too when ``past`` is given; causal: the
-    decoder's causal mask; memory: (B, S, D) encoder states for cross-attention and memory_mask
-    (B, S) or None; past: the generation KV cache, one dict per layer (see blocks.layer_past), whose
-    length Tp shifts the positions of the new tokens to Tp, ..., Tp + T - 1.
-    Returns the last hidden state (B, T, D), the hidden states [embeddings, layer 1, ..., layer N],
-    and the cache.
-    """
-    past_len = 0 if past is None else past[0]["self"]["k"].shape[2]
-    hidden, emb_cache = embeddings_forward(input_ids, p["embeddings"], cfg, position_offset=past_len, rng=rng,
-                                           train=train)  # fmt: skip
-    xp, dtype = get_xp(hidden), hidden.dtype
-    B, T = input_ids.shape
-    if attention_mask is None:
-        attention_mask = xp.ones((B, past_len + T), dtype=dtype)
-    if causal:
-        self_mask_add = causal_padding_mask(attention_mask, T, dtype)  # (B, 1, T, Tp + T)
-    else:
-        self_mask_add = padding_mask(attention_mask, dtype)  # (B, 1, 1, T)
-    cross_mask_add = None if memory_mask is None else padding_mask(memory_mask, dtype)  # (B, 1, 1, S)
-    # Each query at its own position (DESIGN.md §1): equals transformers with use_cache=False, and
-    # its step-by-step generate().
-    query_positions = past_len + xp.arange(T) if cfg.position_embedding_type != "absolute" else None
-
-    hidden_states, layer_caches = [hidden], []
-    for i, layer_params in enumerate(p["encoder"]["layer"]):
-        hidden, layer_cache = layer_forward(
-            hidden,
-            layer_params,
-            cfg,
-            self_mask_add,
-            memory=memory,
-            cross_mask_add=cross_mask_add,
-            query_positions=query_positions,
-            past=None if past is None else past[i],
-            rng=rng,
-            train=train,
-        )
-        hidden_states.append(hidden)
-        layer_caches.append(layer_cache)
-    return hidden, hidden_states, {"embeddings": emb_cache, "layers": layer_caches}
-
-
-def bert_backward(dhidden, cache, padding_idx=None):
-    """Backward of bert_forward from the gradient of its last hidden state (B, T, D).
-
-    Returns (grads like p, dmemory (B, S, D) summed over every cross-attention layer, or None).
-    It *consumes* ``cache``: each layer's cache is released once used, so the memory held falls as
-    the backward walks down (the one exception to "backward never writes into the cache").
-    """
-    layer_caches = cache["layers"]
-    layer_grads, dmemory = [], None
-    while layer_caches:
-        dhidden, dmem, grads = layer_backward(dhidden, layer_caches.pop())
-        layer_grads.append(grads)
-        if dmem is not None:
-            dmemory = dmem if dmemory is None else dmemory + dmem  # every layer read the same memory
-    grads = {"embeddings": embeddings_backward(dhidden, cache.pop("embeddings"), padding_idx),
-             "encoder": {"layer": layer_grads[::-1]}}  # fmt: skip
-    return grads, dmemory
-
-
-def lm_head_forward(hidden, p_lm_head, word_embeddings):
-    """logits = h W^T + bias, with W the word embeddings when tied (no "decoder" in p_lm_head).
-
-    hidden: (B, T, D); word_embeddings: (V, D) -> logits (B, T, V)
-    """
-    weight = p_lm_head["decoder"]["weight"] if "decoder" in p_lm_head else word_embeddings
-    return linear_forward(hidden, {"weight": weight, "bias": p_lm_head["bias"]})  # (B, T, D) -> (B, T, V)
-
-
-def decoder_forward(p, cfg, input_ids, attention_mask=None, *, memory=None, memory_mask=None, past=None,
-                    rng=None, train=False):  # fmt: skip
-    """The decoder stack (causal when cfg.is_decoder) and the LM head.
-
-    p: {"bert", "lm_head"}; input_ids: (B, T); memory: (B, S, D) or None; past: the generation KV
-    cache (see bert_forward). Returns logits (B, T, V), hidden states, cache.
-    """
-    hidden, hidden_states, bert_cache = bert_forward(
-        p["bert"], cfg, input_ids, attention_mask, causal=cfg.is_decoder,
-        memory=memory, memory_mask=memory_mask, past=past, rng=rng, train=train,
-    )  # fmt: skip
-    logits, head_cache = lm_head_forward(hidden, p["lm_head"], p["bert"]["embeddings"]["word_embeddings"]["weight"])
-    return logits, hidden_states, {"bert": bert_cache, "lm_head": head_cache}
-
-
-def decoder_backward(dlogits, cache, cfg):
-    """Backward of decoder_forward: dlogits (B, T, V) -> (grads like p, dmemory or None).
-
-    Tied, the LM head's weight gradient is added into the word embeddings' (they are one tensor).
-    """
-    dhidden, head_grads = linear_backward(dlogits, cache["lm_head"])
-    grads, dmemory = bert_backward(dhidden, cache["bert"], cfg.pad_token_id)
-    if cfg.tie_word_embeddings:
-        word = grads["embeddings"]["word_embeddings"]
-        word["weight"] = word["weight"] + head_grads["weight"]  # lookup and LM head share the table
-        grads = {"bert": grads, "lm_head": {"bias": head_grads["bias"]}}
-    else:
-        grads = {"bert": grads, "lm_head": {"decoder": {"weight": head_grads["weight"]}, "bias": head_grads["bias"]}}
-    return grads, dmemory
-
-
-def shift_tokens_right(labels, pad_token_id, decoder_start_token_id):
-    """decoder_input_ids from labels: start token first, then labels[:, :-1], with -100 -> pad.
-
-    labels: (B, T) -> (B, T)
-    """
-    xp = get_xp(labels)
-    shifted = xp.empty_like(labels)
-    shifted[:, 0] = decoder_start_token_id
-    shifted[:, 1:] = labels[:, :-1]
-    return xp.where(shifted == -100, pad_token_id, shifted)
-
-
 CROSS_ATTENTION_INITS = ("random", "self_attention")
 
 
@@ -302,62 +133,6 @@ def copy_self_to_cross_attention(stack):
         output = {k: {name: v.copy() for name, v in w.items()} for k, w in layer["attention"]["output"].items()}
         layers.append({**layer, "crossattention": {"self": self_part, "output": output}})
     return {**stack, "encoder": {**stack["encoder"], "layer": layers}}
-
-
-def tree_add(tree, extra):
-    """tree + extra, leaf by leaf, where ``extra`` has a leaf (a tied weight's gradients add up)."""
-    if isinstance(extra, dict):
-        return {k: tree_add(v, extra[k]) if k in extra else v for k, v in tree.items()}
-    if isinstance(extra, list):
-        return [tree_add(a, b) for a, b in zip(tree, extra, strict=True)]
-    return tree + extra
-
-
-def complete_grads(grads, params):
-    """grads with zeros for every parameter the forward did not use (e.g. skipped cross-attention),
-    ordered like params, so the result mirrors the parameter tree exactly."""
-    if isinstance(params, dict):
-        return {k: complete_grads(grads.get(k) if grads else None, v) for k, v in params.items()}
-    if isinstance(params, list):
-        return [complete_grads(grads[i] if grads else None, v) for i, v in enumerate(params)]
-    return get_xp(params).zeros_like(params) if grads is None else grads
-
-
-# ================================================================ inputs
-
-
-def as_ids(x, name, vocab_size, backend):
-    """Token ids as a (B, L) int64 array on ``backend``, checked against the vocabulary."""
-    if x is None:
-        return None
-    xp = backend_module(backend)
-    arr = xp.asarray(to_numpy(x)) if xp is np else xp.asarray(x)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (batch, length), got shape {tuple(arr.shape)}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(arr.shape)}); expected at least one token per row")
-    if name == "labels":  # -100 marks positions the loss ignores
-        check_token_ids(xp.where(arr == -100, 0, arr), vocab_size, name)
-    else:
-        check_token_ids(arr, vocab_size, name)
-    return arr.astype(xp.int64, copy=False)
-
-
-def as_mask(mask, name, shape, dtype, backend):
-    """A 0/1 attention mask of ``shape`` as a float array of the model's dtype, or None."""
-    if mask is None:
-        return None
-    xp = backend_module(backend)
-    arr = xp.asarray(to_numpy(mask)) if xp is np else xp.asarray(mask)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if tuple(arr.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {tuple(arr.shape)}, expected {tuple(shape)} (one 0/1 per token)")
-    if arr.size and not bool(xp.all((arr == 0) | (arr == 1))):
-        raise ValueError(f"{name} must hold only 0 and 1 (1 = attend), got other values")
-    return arr.astype(dtype)
 
 
 # ================================================================ outputs
@@ -477,7 +252,7 @@ class BertGenerationEncoder(_Module):
         cfg, be = self.config, self.backend
         ids = as_ids(input_ids, "input_ids", cfg.vocab_size, be)
         mask = as_mask(attention_mask, "attention_mask", ids.shape, self.dtype, be)
-        hidden, hidden_states, cache = bert_forward(self.params, cfg, ids, mask, rng=rng, train=train)
+        hidden, hidden_states, _, cache = bert_forward(self.params, cfg, ids, mask, rng=rng, train=train)
         return EncoderOutput(hidden, hidden_states, cache)
 
     def __call__(self, input_ids, attention_mask=None, *, train=False, rng=None):
@@ -544,7 +319,7 @@ class BertGenerationDecoder(_Module):
             memory = to_device(encoder_hidden_states, be)
             _check_memory(memory, ids.shape[0], cfg.hidden_size)
             memory_mask = as_mask(encoder_attention_mask, "encoder_attention_mask", memory.shape[:2], self.dtype, be)
-        logits, hidden_states, cache = decoder_forward(
+        logits, hidden_states, _, cache = decoder_forward(
             self.params, cfg, ids, mask, memory=memory, memory_mask=memory_mask, rng=rng, train=train
         )
         loss = None
@@ -612,7 +387,7 @@ class EncoderDecoderModel(_Module):
         """The encoder, sharing this model's arrays (with tie_encoder_decoder: the decoder's stack)."""
         enc = BertGenerationEncoder.__new__(BertGenerationEncoder)
         enc.config = self.config.encoder
-        enc.params = self._encoder_params()
+        enc.params = encoder_params(self.params, self.config)
         return enc
 
     @property
@@ -622,15 +397,6 @@ class EncoderDecoderModel(_Module):
         dec.config = self.config.decoder
         dec.params = self.params["decoder"]
         return dec
-
-    def _encoder_params(self):
-        if not self.config.tie_encoder_decoder:
-            return self.params["encoder"]
-        # Every encoder weight is the decoder's (reference §8): a view on the decoder's stack
-        # without its cross-attention, sharing the arrays.
-        bert = self.params["decoder"]["bert"]
-        layers = [{k: v for k, v in layer.items() if k != "crossattention"} for layer in bert["encoder"]["layer"]]
-        return {"embeddings": bert["embeddings"], "encoder": {"layer": layers}}
 
     @classmethod
     def from_encoder_decoder(
@@ -728,10 +494,7 @@ class EncoderDecoderModel(_Module):
 
     def generate(self, input_ids, attention_mask=None, **kwargs):
         """Greedy or beam search with a KV cache, as transformers' generate(); see minibertgen.generate."""
-        from .generate import generate
-
         return generate(self, input_ids, attention_mask, **kwargs)
-
 
     def __call__(
         self,
@@ -770,22 +533,9 @@ class EncoderDecoderModel(_Module):
         dec_mask = as_mask(decoder_attention_mask, "decoder_attention_mask", dec_ids.shape, self.dtype, be)
         _check_same_batch(ids, dec_ids)
 
-        enc_hidden, enc_states, enc_cache = bert_forward(
-            self._encoder_params(), cfg.encoder, ids, mask, rng=rng, train=train
-        )
-        memory, proj_cache = enc_hidden, None
-        if "enc_to_dec_proj" in self.params:
-            memory, proj_cache = linear_forward(enc_hidden, self.params["enc_to_dec_proj"])  # (B, S, De) -> (B, S, Dd)
-        logits, dec_states, dec_cache = decoder_forward(
-            self.params["decoder"], cfg.decoder, dec_ids, dec_mask,
-            memory=memory, memory_mask=mask, rng=rng, train=train,
-        )  # fmt: skip
-        cache = {"encoder": enc_cache, "enc_to_dec_proj": proj_cache, "decoder": dec_cache}
-        loss = None
-        if lab is not None:
-            V = logits.shape[-1]
-            loss, cache["loss"] = cross_entropy_forward(logits.reshape(-1, V), lab.reshape(-1))  # no shift
-        return Seq2SeqOutput(logits, loss, enc_hidden, enc_states, dec_states, dec_ids, cache)
+        out, cache = encoder_decoder_forward(self.params, cfg, ids, mask, dec_ids, dec_mask, lab, rng=rng, train=train)
+        return Seq2SeqOutput(out["logits"], out["loss"], out["encoder_last_hidden_state"], out["encoder_hidden_states"],
+                             out["decoder_hidden_states"], dec_ids, cache)  # fmt: skip
 
     def backward(self, out: Seq2SeqOutput, dlogits=None):
         """Gradients of the loss (or of sum(logits * dlogits)) for every parameter, a tree like ``params``.
@@ -794,21 +544,9 @@ class EncoderDecoderModel(_Module):
         with tie_encoder_decoder the encoder's gradients are added into the decoder's shared
         weights. Consumes ``out.cache``: to backpropagate twice, run the forward twice.
         """
-        cfg, cache = self.config, out.cache
-        if dlogits is None:
-            if out.loss is None:
-                raise ValueError("backward needs dlogits, or a forward run with labels")
-            dlogits = cross_entropy_backward(1.0, cache["loss"]).reshape(out.logits.shape)
-        grads = {}
-        grads["decoder"], dmemory = decoder_backward(dlogits, cache["decoder"], cfg.decoder)
-        if cache["enc_to_dec_proj"] is not None:
-            dmemory, grads["enc_to_dec_proj"] = linear_backward(dmemory, cache["enc_to_dec_proj"])
-        encoder_grads, _ = bert_backward(dmemory, cache["encoder"], cfg.encoder.pad_token_id)
-        if cfg.tie_encoder_decoder:  # one set of weights served both stacks: the gradients add
-            grads["decoder"]["bert"] = tree_add(grads["decoder"]["bert"], encoder_grads)
-        else:
-            grads["encoder"] = encoder_grads
-        return complete_grads(grads, self.params)
+        if dlogits is None and out.loss is None:
+            raise ValueError("backward needs dlogits, or a forward run with labels")
+        return complete_grads(encoder_decoder_backward(dlogits, out.cache, self.config), self.params)
 
 
 # ================================================================ helpers

@@ -364,7 +364,7 @@ def check_decoder_step(fn, *, n_steps: int = 5, seed: int = 0) -> None:
                                       "return the logits of the new position only: logits[:, -1], shape (N, V)")
             if not isinstance(theirs_past, (list, tuple)) or len(theirs_past) != layers:
                 raise _exercise_error(name, f"past must be a list with one entry per layer ({layers}) ({where})",
-                                      "blocks.layer_past(layer_cache) gives one layer's entry")
+                                      "decoder_forward returns it: logits, hidden_states, present, cache")
             try:
                 k_shape = tuple(np.shape(theirs_past[0]["self"]["k"]))
             except (KeyError, TypeError, IndexError):
@@ -393,17 +393,16 @@ def beam_step(sums, log_probs):
     sums: (k,) running sums of log-probabilities; log_probs: (k, V) next-token log-probabilities.
     Returns the k best (beam, token) continuations, best first: parents (k,), tokens (k,) and their
     new sums (k,). This is step 3 of ``generate.beam_search`` (before eos handling): candidates scored
-    ``sums[beam] + log_probs[beam, token]``, ranked over the flattened k * V grid by a stable sort, so
-    ties go to the lower index (the reference's order). ``check_beam_step`` runs whole beam searches
-    built on it against ``model.generate``, so it cannot drift from the package's search.
+    ``sums[beam] + log_probs[beam, token]``, ranked over the flattened k * V grid by
+    ``generate.top_candidates`` (the function beam search itself uses), so ties go to the lower
+    index. ``check_beam_step`` also runs whole beam searches built on it against ``model.generate``.
     """
-    from .backend import get_xp
+    from .generate import top_candidates
 
-    xp = get_xp(log_probs)
     k, V = log_probs.shape
-    candidates = (sums[:, None] + log_probs).reshape(-1)  # (k, V) -> (k * V,)
-    top = xp.argsort(-candidates, kind="stable")[:k]  # the k best flat indices, best first
-    return top // V, top % V, candidates[top]
+    candidates = (sums[:, None] + log_probs).reshape(1, -1)  # (k, V) -> (1, k * V)
+    top, top_sums = top_candidates(candidates, k)  # the k best flat indices, best first
+    return top[0] // V, top[0] % V, top_sums[0]
 
 
 def check_beam_step(fn, *, n_cases: int = 25, seed: int = 0) -> None:

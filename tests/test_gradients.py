@@ -215,7 +215,7 @@ def test_decoder_layer_with_cross_attention(cfg, data):
         return layer_forward(a["x"], p, cfg, self_mask, memory=a["memory"], cross_mask_add=cross_mask,
                              query_positions=np.arange(T))  # fmt: skip
 
-    out, cache = forward(arrays)
+    out, _, cache = forward(arrays)
     dout = rng.normal(size=out.shape)
     dx, dmemory, grads = layer_backward(dout, cache)
     grad_check(lambda a: float((forward(a)[0] * dout).sum()), arrays,
