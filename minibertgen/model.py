@@ -18,8 +18,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .attention import uses_query_positions
 from .backend import as_ids, as_mask, backend_of, get_xp, to_device
 from .config import BertGenerationConfig, EncoderDecoderConfig, check_tieable, read_json

@@ -1,5 +1,5 @@
 """The tutorials: every notebook in notebooks/ runs top to bottom in a fresh kernel, and the exercise
-checkers in minibertgen.testing grade (the package's solution passes, a wrong answer fails with a hint).
+checkers in minibertgen.exercises grade (the package's solution passes, a wrong answer fails with a hint).
 
 Executing the notebooks needs the ``tutorials`` tools (nbclient, nbformat, ipykernel, matplotlib):
 without them these tests skip, or fail in CI (MINIBERTGEN_REQUIRE_ORACLE=1). The notebooks that use
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minibertgen import testing
+from minibertgen import exercises
 from minibertgen.attention import causal_padding_mask
 from minibertgen.fetch import find_weights
 from minibertgen.generate import decoder_step
@@ -144,7 +144,7 @@ def causal_mask_without_head_axis(attention_mask, query_len, dtype):
 
 
 def cached_attention_ignoring_past(x, p, num_heads, past_kv):
-    return testing.cached_self_attention(x, p, num_heads, None)
+    return exercises.cached_self_attention(x, p, num_heads, None)
 
 
 def decoder_step_ignoring_past(model, tokens, past, memory, memory_mask):
@@ -165,32 +165,32 @@ CHECKERS = {
     "check_causal_mask": (causal_padding_mask, [causal_mask_without_padding, causal_mask_without_past,
                                                 causal_mask_with_minus_inf, causal_mask_without_head_axis]),
     "check_softmax_backward": (softmax_backward, [lambda dout, p: dout * p, lambda dout, p: dout * p * (1 - p)]),
-    "check_cached_attention": (testing.cached_self_attention, [cached_attention_ignoring_past]),
+    "check_cached_attention": (exercises.cached_self_attention, [cached_attention_ignoring_past]),
     "check_decoder_step": (decoder_step, [decoder_step_ignoring_past]),
-    "check_beam_step": (testing.beam_step, [beam_step_per_beam, lambda s, lp: testing.beam_step(s, lp)[:2]]),
+    "check_beam_step": (exercises.beam_step, [beam_step_per_beam, lambda s, lp: exercises.beam_step(s, lp)[:2]]),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(CHECKERS))
 def test_checker_passes_the_package_solution(name, capsys):
     solution, _ = CHECKERS[name]
-    getattr(testing, name)(solution)
+    getattr(exercises, name)(solution)
     assert capsys.readouterr().out.startswith(f"{name}: "), "a passing checker prints one success line"
 
 
 @pytest.mark.parametrize(("name", "wrong"), [(n, w) for n, (_, ws) in sorted(CHECKERS.items()) for w in ws])
 def test_checker_fails_a_wrong_answer_with_a_hint(name, wrong):
     with pytest.raises(AssertionError, match=rf"^{name}: (.|\n)*\nHint: "):
-        getattr(testing, name)(wrong)
+        getattr(exercises, name)(wrong)
 
 
 @pytest.mark.parametrize("name", sorted(CHECKERS))
 def test_checker_lets_a_stub_say_not_implemented(name):
     """The notebooks call each checker on a stub inside ``except NotImplementedError``."""
     with pytest.raises(NotImplementedError):
-        getattr(testing, name)(not_written)
+        getattr(exercises, name)(not_written)
 
 
 def test_causal_mask_checker_names_the_padded_key():
     with pytest.raises(AssertionError, match=r"padding in row \d.*must be hidden"):
-        testing.check_causal_mask(causal_mask_without_padding)
+        exercises.check_causal_mask(causal_mask_without_padding)

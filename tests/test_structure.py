@@ -14,7 +14,8 @@ import minibertgen as mbg
 from minibertgen.attention import position_scores_forward, relative_scores, uses_query_positions
 from minibertgen.generate import top_candidates
 from minibertgen.stack import decoder_forward, encode, encoder_decoder_backward, encoder_decoder_forward
-from minibertgen.testing import beam_step, grad_check
+from minibertgen.exercises import beam_step
+from minibertgen.testing import grad_check
 
 from .conftest import perturb
 
