@@ -123,8 +123,12 @@ def test_every_gradient_matches_torch_autograd(data):
     loss = hf(input_ids=reference.to_torch(ids), attention_mask=reference.to_torch(mask),
               labels=reference.to_torch(labels), use_cache=False).loss  # fmt: skip
     loss.backward()
+    # float64 gradients of O(1) sums: rounding-order differences only (see TOL). With hidden_size 1
+    # every LayerNorm input is constant (x - mean = 0), so its 1/sqrt(var + eps) is 1/sqrt(eps) ~ 1e6:
+    # gradients that are exactly 0 in ours come out of torch as rounding (~1e-16) times that, up to
+    # ~2e-9 (measured), hence 1e-7 there.
+    atol = 1e-9 if min(enc_cfg.hidden_size, dec_cfg.hidden_size) > 1 else 1e-7
     for name, grad in grads.items():
         theirs = hf.get_parameter(name).grad
         theirs = torch.zeros_like(hf.get_parameter(name)) if theirs is None else theirs
-        # float64 gradients of O(1) sums: rounding-order differences only (see TOL)
-        assert_close(grad, theirs.numpy(), atol=1e-9, rtol=1e-7, name=f"d loss / d {name}")
+        assert_close(grad, theirs.numpy(), atol=atol, rtol=1e-7, name=f"d loss / d {name}")
