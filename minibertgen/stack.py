@@ -36,6 +36,7 @@ from .ops import (
 
 # ================================================================ one stack
 
+
 def embeddings_forward(input_ids, p, cfg, *, position_offset=0, rng=None, train=False):
     """LN(word[ids] + position[offset + arange(T)]), then dropout (reference §2: no token types).
 
