@@ -225,6 +225,7 @@ def check_cached_attention(fn, *, n_cases: int = 8, seed: int = 0) -> None:
             if not np.allclose(context, ours, rtol=0.0, atol=1e-9):
                 hint = ("the new query attends over every cached key and its own: scores (B, H, 1, Tp + 1) "
                         "= q k^T / sqrt(Dh), softmax over the last axis, then times v")
+                # float64 contexts of O(1): the same products agree to ~1e-15; a real use of the past moves them O(0.1)
                 if t > 0 and np.allclose(context, attention_forward(x, p, None, H)[0], atol=1e-9):
                     hint = "your context ignores the past: attend over past_kv's keys and values too"
                 raise _exercise_error(name, f"the context differs from the package's by "

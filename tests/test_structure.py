@@ -143,6 +143,7 @@ def test_notebook_beam_step_uses_the_same_rule():
     parents, tokens, new_sums = beam_step(sums, log_probs)
     # candidates: beam 0: -0.69, -1.39, -1.39; beam 1: -1.19, -1.89, -1.89
     assert parents.tolist() == [0, 1] and tokens.tolist() == [0, 0]
+    # float32 sums of two terms against float64 logs: float32 rounding, ~1e-7 relative
     np.testing.assert_allclose(new_sums, [np.log(0.5), -0.5 + np.log(0.5)], rtol=1e-6)
 
 
