@@ -19,7 +19,8 @@ from .model import (
     EncoderOutput,
     Seq2SeqOutput,
 )
-from .generate import GenerateOutput
+from .generate import GenerateOutput, TextStreamer
+from .generation_config import GenerationConfig
 from .tokenization import BertGenerationTokenizer, BertTokenizer, TokenizerInputError
 from .weights import CheckpointError, LoadReport, flatten, unflatten
 
@@ -30,6 +31,8 @@ __all__ = [
     "BertGenerationTokenizer",
     "BertTokenizer",
     "GenerateOutput",
+    "GenerationConfig",
+    "TextStreamer",
     "TokenizerInputError",
     "BertGenerationDecoder",
     "BertGenerationEncoder",

@@ -1,22 +1,28 @@
-"""Greedy and beam search with a KV cache, token for token like transformers 4.57.6's generate().
+"""generate(): greedy, sampling, beam search and beam sampling with a KV cache, as transformers 4.57.6.
 
 The encoder runs once. The decoder then runs one token per step: each self-attention keeps the
 keys and values of earlier positions (``past``), and each cross-attention computes the encoder's
 keys and values at the first step and reuses them. With relative positions a new token sits at
 position ``len(past)``, so cached decoding equals a full recompute (reference §3, §10).
 
-What the reference does, and this module does too (reference §10):
+One step, for every strategy: the decoder's float32 logits of the new position -> the logits
+processors and, when sampling, the warpers (minibertgen/processors.py, in the reference's order)
+-> ``choose_next_tokens`` (argmax, or a draw) or, for beams, ``top_candidates`` / ``sample_candidates``
+over every (beam, token). What the reference does, and this module does too (reference §10):
 
 - lengths count decoder tokens *including* the start token: ``max_new_tokens=n`` is
   ``max_length=n+1``; with neither given, max_length is 21;
-- logits are cast to float32; the processors run in the order repetition penalty, no-repeat
-  n-gram, min length; greedy takes the first maximum, and rows that ended get ``pad``;
-- beam search scores candidates by the running sum of log-probabilities, keeps the top
-  ``max(2, 1 + n_eos) * k``, finalizes hits (eos, or the last position) ranked below k with score
+- greedy takes the first maximum; sampling draws from softmax(processed scores); rows that
+  ended get ``pad``;
+- beam search scores candidates by the running sum of log-probabilities (the processors act on
+  the log-probabilities), keeps the top ``max(2, 1 + n_eos) * k`` (drawn without replacement when
+  sampling), finalizes hits (eos, or the last position) ranked below k with score
   ``sum / generated_length ** length_penalty``, and stops per ``early_stopping``;
 - beam outputs are padded with ``pad_token_id or eos`` (so a pad id of 0 pads with eos: the
   reference's Python truthiness on the pad id, kept for identical outputs).
 
+Random draws come from NumPy Generators (``rng=`` or ``seed=``), never from a global state: one
+Generator for the whole batch, or one per input (then a batch gives what each input gives alone).
 Only small things cross to the host: the next tokens, the top candidates, beam indices.
 """
 
@@ -27,123 +33,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import as_ids, as_mask, backend_module, get_xp, to_numpy
-from .ops import log_softmax
+from .generation_config import GenerationConfig, GenerationSettings, merge, resolve_settings
+from .ops import log_softmax, softmax_forward
+from .processors import apply_processors, build_processors
 from .stack import decoder_forward, encode
 
 
 @dataclass
 class GenerateOutput:
-    sequences: np.ndarray  # (B * num_return_sequences, T), the start token first
-    sequences_scores: np.ndarray | None = None  # (B * num_return_sequences,), beam search only
+    """What ``generate(..., return_dict_in_generate=True)`` returns, with transformers' field names.
 
-
-# ================================================================ settings
-
-
-@dataclass
-class GenerationSettings:
-    """Arguments of generate(), resolved and checked (see ``resolve_settings``)."""
-
-    max_length: int
-    min_length: int
-    num_beams: int
-    length_penalty: float
-    early_stopping: bool | str
-    no_repeat_ngram_size: int
-    repetition_penalty: float
-    num_return_sequences: int
-    decoder_start_token_id: int
-    eos_token_ids: tuple
-    pad_token_id: int
-
-
-def _int_arg(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def resolve_settings(config, *, max_length=None, max_new_tokens=None, min_length=None, min_new_tokens=None,
-                     num_beams=1, length_penalty=1.0, early_stopping=False, no_repeat_ngram_size=0,
-                     repetition_penalty=1.0, num_return_sequences=1, decoder_start_token_id=None,
-                     bos_token_id=None, eos_token_id=None, pad_token_id=None) -> GenerationSettings:  # fmt: skip
-    """The reference's defaults and length rules, with a ValueError naming any bad argument.
-
-    Token ids not given come from the EncoderDecoderConfig, then from its decoder config. The
-    start token is decoder_start_token_id, else bos; pad defaults to the first eos.
+    Arrays are on the host. N = B * num_return_sequences rows; scores/logits have one (B * k, V)
+    array per step (k = num_beams, or num_return_sequences when sampling).
     """
-    dec = config.decoder
-    num_beams = _int_arg("num_beams", num_beams, 1)
-    num_return_sequences = _int_arg("num_return_sequences", num_return_sequences, 1)
-    if num_return_sequences > num_beams:
-        raise ValueError(f"num_return_sequences ({num_return_sequences}) must be <= num_beams ({num_beams})")
-    if max_new_tokens is not None:
-        max_length = _int_arg("max_new_tokens", max_new_tokens, 1) + 1  # the start token counts
-    elif max_length is not None:
-        max_length = _int_arg("max_length", max_length, 2)
-    else:
-        max_length = 21  # the reference's default (20, plus one for the start token)
-    if max_length > dec.max_position_embeddings:
-        raise ValueError(
-            f"max_length {max_length} (max_new_tokens {max_length - 1}) exceeds the decoder's "
-            f"max_position_embeddings ({dec.max_position_embeddings})"
-        )
-    min_length = 0 if min_length is None else _int_arg("min_length", min_length, 0)
-    if min_new_tokens is not None:
-        min_length = max(min_length, _int_arg("min_new_tokens", min_new_tokens, 0) + 1)
-    no_repeat_ngram_size = _int_arg("no_repeat_ngram_size", no_repeat_ngram_size, 0)
-    if not isinstance(repetition_penalty, (int, float)) or not repetition_penalty > 0:
-        raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty!r}")
-    if not isinstance(length_penalty, (int, float)):
-        raise ValueError(f"length_penalty must be a number, got {length_penalty!r}")
-    if early_stopping not in (True, False, "never"):
-        raise ValueError(f'early_stopping must be True, False or "never", got {early_stopping!r}')
 
-    def first(*values):
-        return next((v for v in values if v is not None), None)
+    sequences: np.ndarray  # (N, T), the start token first
+    sequences_scores: np.ndarray | None = None  # (N,): beam search with output_scores
+    scores: tuple | None = None  # the processed scores of each step (output_scores)
+    logits: tuple | None = None  # the raw float32 logits of each step (output_logits)
+    beam_indices: np.ndarray | None = None  # (N, generated length): the beam each token came from, -1 after the end
 
-    bos = first(bos_token_id, config.bos_token_id, dec.bos_token_id)
-    start = first(decoder_start_token_id, config.decoder_start_token_id, bos)
-    eos = first(eos_token_id, config.eos_token_id, dec.eos_token_id)
-    if start is None:
-        raise ValueError("decoder_start_token_id (or bos_token_id) is needed to start decoding; pass it or set it in the config")
-    if eos is None:
-        raise ValueError("eos_token_id is needed to end decoding; pass it or set it in the config")
-    eos_ids = tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
-    pad = first(pad_token_id, config.pad_token_id, dec.pad_token_id, eos_ids[0])
-    for name, value in (("decoder_start_token_id", start), ("pad_token_id", pad), *[("eos_token_id", e) for e in eos_ids]):
-        if not 0 <= int(value) < dec.vocab_size:
-            raise ValueError(f"{name} {value} is outside the decoder vocabulary [0, {dec.vocab_size})")
-    return GenerationSettings(max_length, min_length, num_beams, float(length_penalty), early_stopping,
-                              no_repeat_ngram_size, float(repetition_penalty), num_return_sequences,
-                              int(start), eos_ids, int(pad))  # fmt: skip
-
-
-# ================================================================ logits processors
-
-
-def process_scores(scores, sequences, s: GenerationSettings):
-    """The reference's processors, in its order, on float32 scores (N, V) given the tokens so far
-    (a host array (N, L), start token included). Returns new scores on scores' backend."""
-    xp = get_xp(scores)
-    scores = scores.copy()
-    N, L = sequences.shape
-    if s.repetition_penalty != 1.0:  # every distinct earlier token, start included
-        seen = xp.asarray(sequences)
-        picked = xp.take_along_axis(scores, seen, axis=1)
-        picked = xp.where(picked < 0, picked * s.repetition_penalty, picked / s.repetition_penalty)
-        xp.put_along_axis(scores, seen, picked, axis=1)
-    n = s.no_repeat_ngram_size
-    if n > 0 and L + 1 >= n:  # ban tokens that would repeat an n-gram already in the row
-        for row in range(N):
-            tokens = sequences[row].tolist()
-            prefix = tuple(tokens[L + 1 - n :]) if n > 1 else ()
-            banned = {tuple(tokens[i : i + n])[-1] for i in range(L - n + 1) if tuple(tokens[i : i + n - 1]) == prefix}
-            if banned:
-                scores[row, xp.asarray(sorted(banned))] = -xp.inf
-    if L < s.min_length:  # eos may not end the sequence yet
-        scores[:, xp.asarray(s.eos_token_ids)] = -xp.inf
-    return scores
+    def __getitem__(self, key: str):
+        """``out["sequences"]`` as well as ``out.sequences`` (transformers' ModelOutput allows both)."""
+        if not isinstance(key, str) or key not in self.__dataclass_fields__:
+            raise KeyError(f"GenerateOutput has no field {key!r}; fields: {', '.join(self.__dataclass_fields__)}")
+        return getattr(self, key)
 
 
 # ================================================================ the decoder, step by step
@@ -167,19 +81,117 @@ def decoder_step(model, tokens, past, memory, memory_mask):
     return logits[:, -1].astype("float32"), present
 
 
+def next_logits(model, sequences, past, memory, memory_mask, use_cache):
+    """The float32 logits (N, V) after ``sequences`` (host (N, L)), and the new past.
+
+    With use_cache the decoder sees only the last token and the cached keys/values; without, it
+    recomputes every position (the same numbers, L times the work: a check and a teaching aid).
+    """
+    xp = get_xp(memory)
+    if use_cache:
+        return decoder_step(model, xp.asarray(sequences[:, -1:]), past, memory, memory_mask)
+    logits, _, _, _ = decoder_forward(model.params["decoder"], model.config.decoder, xp.asarray(sequences),
+                                      memory=memory, memory_mask=memory_mask)  # fmt: skip
+    return logits[:, -1].astype("float32"), None
+
+
 def reorder_past(past, index):
     """Select rows of every cached key and value: beam search follows each beam's parent. index: (N,)"""
+    if past is None:
+        return None
     return [{part: {"k": kv["k"][index], "v": kv["v"][index]} for part, kv in layer.items()} for layer in past]
+
+
+# ================================================================ random draws
+
+
+def make_rngs(rng, seed, batch_size: int):
+    """The Generator(s) sampling draws from: one for the batch, or a list with one per input.
+
+    rng: a numpy.random.Generator or a list of them; seed: an int or a list of ints. Neither:
+    a fresh, unseeded Generator (like torch's global state, not reproducible).
+    """
+    if rng is not None and seed is not None:
+        raise ValueError("give rng= or seed=, not both")
+    if seed is not None:
+        seeds = seed if isinstance(seed, (list, tuple)) else None
+        rng = [np.random.default_rng(s) for s in seeds] if seeds is not None else np.random.default_rng(seed)
+    if rng is None:
+        return np.random.default_rng()
+    many = isinstance(rng, (list, tuple))
+    for g in rng if many else [rng]:
+        if not isinstance(g, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator (or a list of them), got {type(g).__name__}")
+    if many and len(rng) != batch_size:
+        raise ValueError(f"rng/seed lists need one entry per input: got {len(rng)} for a batch of {batch_size}")
+    return list(rng) if many else rng
+
+
+def draw_uniforms(rngs, n_rows: int, batch_size: int, per_row: int = 1):
+    """Host uniforms [0, 1), shape (n_rows, per_row); with one Generator per input, input b's rows
+    (the n_rows // batch_size after each other) take theirs from Generator b."""
+    if isinstance(rngs, list):
+        rows_per_item = n_rows // batch_size
+        return np.concatenate([g.random((rows_per_item, per_row)) for g in rngs])
+    return rngs.random((n_rows, per_row))
+
+
+def _probabilities(scores):
+    """softmax of float32 scores, on the host in float64 for the cumulative sums, with a clear error
+    for a row whose every token was filtered out (torch's multinomial raises there too)."""
+    probs = to_numpy(softmax_forward(scores)[0]).astype(np.float64)  # (N, M)
+    bad = ~np.isfinite(probs).all(axis=1) | ~(probs.sum(axis=1) > 0)
+    if bad.any():
+        raise ValueError(f"sampling: row {int(np.argmax(bad))} has no token left to draw (every score is -inf or nan): "
+                         "the processors and warpers removed them all")  # fmt: skip
+    return probs
+
+
+def draw_from(probs_row, u: float) -> int:
+    """Inverse-CDF draw: the first index whose cumulative probability exceeds u * total. A token
+    with probability 0 is never drawn (its cumulative sum equals its predecessor's)."""
+    cdf = np.cumsum(probs_row)
+    index = int(np.searchsorted(cdf, u * cdf[-1], side="right"))
+    return min(index, int(np.flatnonzero(probs_row)[-1]))  # u * total may round up to total
+
+
+def sample_tokens(scores, uniforms):
+    """One draw per row from softmax(scores). scores (N, V), uniforms host (N,) -> host (N,) ints."""
+    probs = _probabilities(scores)
+    return np.array([draw_from(p, u) for p, u in zip(probs, uniforms, strict=True)], dtype=np.int64)
+
+
+def sample_candidates(scores, n: int, uniforms):
+    """n draws per row *without replacement* from softmax(scores), in the order drawn (as torch's
+    multinomial): beam sampling's candidates. scores (B, M), uniforms host (B, n) -> host
+    indices (B, n) and their scores (B, n). When fewer than n tokens have a probability above 0,
+    the rest are the unpicked tokens, best score first (torch also fills with zero-probability ones)."""
+    probs = _probabilities(scores)
+    host_scores = to_numpy(scores)
+    picked = np.empty((probs.shape[0], n), dtype=np.int64)
+    for row, (p, us) in enumerate(zip(probs, uniforms, strict=True)):
+        p = p.copy()
+        for j, u in enumerate(us):
+            if not p.any():  # nothing left with probability > 0
+                order = np.argsort(-host_scores[row], kind="stable")
+                picked[row, j:] = order[~np.isin(order, picked[row, :j])][: n - j]
+                break
+            picked[row, j] = draw_from(p, u)
+            p[picked[row, j]] = 0.0  # without replacement
+    return picked, np.take_along_axis(host_scores, picked, axis=1)
 
 
 # ================================================================ choosing tokens
 
 
-def choose_next_tokens(scores, s: GenerationSettings):
+def choose_next_tokens(scores, s: GenerationSettings, uniforms=None):
     """The next token of each row from its processed scores (N, V): a host array (N,) of ints.
 
-    Greedy decoding takes the first maximum (as torch's argmax). Sampling plugs in here.
+    Greedy decoding takes the first maximum (as torch's argmax); sampling draws from
+    softmax(scores) with one uniform per row.
     """
+    if s.do_sample:
+        return sample_tokens(scores, uniforms)
     return to_numpy(scores.argmax(axis=-1)).astype(np.int64)
 
 
@@ -205,68 +217,105 @@ def top_candidates(scores, n: int):
     return to_numpy(xp.stack(indices)), to_numpy(xp.stack(values))
 
 
-# ================================================================ greedy
+# ================================================================ greedy and sampling
 
 
-def greedy_search(model, memory, memory_mask, s: GenerationSettings) -> GenerateOutput:
-    """Take the highest-scoring token at each step until every row has emitted eos or max_length."""
-    xp = get_xp(memory)
-    B = memory.shape[0]
-    sequences = np.full((B, 1), s.decoder_start_token_id, dtype=np.int64)  # host: (B, L)
-    unfinished = np.ones(B, dtype=bool)
+def greedy_search(model, memory, memory_mask, s: GenerationSettings, steps=(), rngs=None, batch_size=None,
+                  streamer=None) -> GenerateOutput:  # fmt: skip
+    """Take the best token (or draw one) at each step until every row has emitted eos or max_length.
+
+    memory, memory_mask: (N, S, D), (N, S), each input's rows repeated num_return_sequences times.
+    steps: the (name, function) processors of ``build_processors``.
+    """
+    N = memory.shape[0]
+    sequences = np.full((N, 1), s.decoder_start_token_id, dtype=np.int64)  # host: (N, L)
+    unfinished = np.ones(N, dtype=bool)
+    scores_seen, logits_seen = [], []
     past = None
+    if streamer is not None:
+        streamer.put(sequences.copy())  # as the reference: the prompt (the start token) first
     while True:
-        logits, past = decoder_step(model, xp.asarray(sequences[:, -1:]), past, memory, memory_mask)
-        scores = process_scores(logits, sequences, s)
-        next_tokens = choose_next_tokens(scores, s)  # (B,)
+        logits, past = next_logits(model, sequences, past, memory, memory_mask, s.use_cache)
+        scores = apply_processors(steps, logits, sequences)
+        if s.output_scores:
+            scores_seen.append(to_numpy(scores))
+        if s.output_logits:
+            logits_seen.append(to_numpy(logits))
+        uniforms = draw_uniforms(rngs, N, batch_size)[:, 0] if s.do_sample else None
+        next_tokens = choose_next_tokens(scores, s, uniforms)  # (N,)
         next_tokens = np.where(unfinished, next_tokens, s.pad_token_id)  # finished rows get pad
         sequences = np.concatenate([sequences, next_tokens[:, None]], axis=1)
+        if streamer is not None:
+            streamer.put(next_tokens.copy())
         unfinished &= ~np.isin(next_tokens, s.eos_token_ids)
         if not unfinished.any() or sequences.shape[1] >= s.max_length:
-            return GenerateOutput(sequences)
+            break
+    if streamer is not None:
+        streamer.end()
+    return GenerateOutput(sequences, None, _steps(scores_seen, s.output_scores), _steps(logits_seen, s.output_logits))
+
+
+def _steps(arrays, wanted):
+    return tuple(arrays) if wanted else None
 
 
 # ================================================================ beam search
 
 
-def beam_search(model, memory, memory_mask, s: GenerationSettings, batch_size: int) -> GenerateOutput:
-    """Beam search exactly as the reference (reference §10, steps 1-8).
+def beam_search(model, memory, memory_mask, s: GenerationSettings, batch_size: int, steps=None,
+                rngs=None) -> GenerateOutput:  # fmt: skip
+    """Beam search exactly as the reference (reference §10, steps 1-8); with do_sample, beam sampling.
 
     memory, memory_mask: (B * k, S, D), (B * k, S), each item's rows repeated k times.
+    steps: the processors of ``build_processors`` (default: those ``s`` switches on).
     """
     xp = get_xp(memory)
+    steps = build_processors(s) if steps is None else steps
     B, k, P = batch_size, s.num_beams, 1  # P: the decoder prompt length (the start token)
     n_candidates = max(2, 1 + len(s.eos_token_ids)) * k
     V = model.config.decoder.vocab_size
     sequences = np.full((B, k, 1), s.decoder_start_token_id, dtype=np.int64)  # host (B, k, L)
+    origins = np.zeros((B, k, 0), dtype=np.int64)  # host (B, k, L - P): the flat beam each token came from
     sums = np.full((B, k), -1e9, dtype=np.float32)  # step 1: only the first beam starts live
     sums[:, 0] = 0.0
-    finished = [[] for _ in range(B)]  # per item: (score, tokens), best first
+    finished = [[] for _ in range(B)]  # per item: (score, tokens, origins), best first
     done = np.zeros(B, dtype=bool)
+    scores_seen, logits_seen = [], []
     past = None
     while True:
         cur_len = sequences.shape[2]
-        logits, past = decoder_step(model, xp.asarray(sequences[:, :, -1].reshape(-1, 1)), past, memory, memory_mask)
+        flat = sequences.reshape(B * k, cur_len)
+        logits, past = next_logits(model, flat, past, memory, memory_mask, s.use_cache)
         # step 2: processors act on the log-probabilities; a candidate scores its beam's sum plus one
-        log_probs = process_scores(log_softmax(logits), sequences.reshape(B * k, cur_len), s)  # (B * k, V)
+        log_probs = apply_processors(steps, log_softmax(logits), flat)  # (B * k, V)
+        if s.output_scores:
+            scores_seen.append(to_numpy(log_probs))
+        if s.output_logits:
+            logits_seen.append(to_numpy(logits))
         candidates = (xp.asarray(sums).reshape(-1, 1) + log_probs).reshape(B, k * V)  # float32, as the reference
-        top, top_scores = top_candidates(candidates, n_candidates)  # step 3: the top K over (beam, token)
+        if s.do_sample:  # step 3: the top K over (beam, token), or K drawn without replacement
+            top, top_scores = sample_candidates(candidates, n_candidates, draw_uniforms(rngs, B, B, n_candidates))
+        else:
+            top, top_scores = top_candidates(candidates, n_candidates)
         new_len = cur_len + 1
         grown = np.full((B, k, new_len), s.pad_token_id, dtype=np.int64)
+        grown_origins = np.zeros((B, k, new_len - P), dtype=np.int64)
         parents = np.tile(np.arange(k), (B, 1))
         new_sums = sums.copy()
         any_running = False
         for b in range(B):
             running = []  # (beam, token, sum) of the best k candidates that go on
-            for rank, (flat, score) in enumerate(zip(top[b], top_scores[b], strict=True)):
-                beam, token = divmod(int(flat), V)
+            for rank, (flat_index, score) in enumerate(zip(top[b], top_scores[b], strict=True)):
+                beam, token = divmod(int(flat_index), V)
                 if token in s.eos_token_ids or new_len >= s.max_length:  # step 4: a hit ends here
                     if rank < k and not done[b]:
                         normalized = np.float32(score) / np.float32((new_len - P) ** s.length_penalty)
-                        finished[b].append((float(normalized), [*sequences[b, beam].tolist(), token]))
-                elif len(running) < k:
+                        finished[b].append((float(normalized), [*sequences[b, beam].tolist(), token],
+                                            [*origins[b, beam].tolist(), b * k + beam]))  # fmt: skip
+                else:
                     running.append((beam, token, score))
             finished[b] = sorted(finished[b], key=lambda h: -h[0])[:k]  # step 5: keep the best k
+            running = sorted(running, key=lambda r: -r[2])[:k]  # drawn candidates come unsorted
             if len(running) < k:  # every candidate hit: this item has nothing left to run
                 grown[b, :, :cur_len] = sequences[b]
                 continue
@@ -275,12 +324,16 @@ def beam_search(model, memory, memory_mask, s: GenerationSettings, batch_size: i
             new_sums[b] = [score for _, _, score in running]
             grown[b, :, :cur_len] = sequences[b, parents[b]]
             grown[b, :, cur_len] = [token for _, token, _ in running]
+            grown_origins[b, :, :-1] = origins[b, parents[b]]
+            grown_origins[b, :, -1] = b * k + parents[b]
             done[b] = done[b] or _is_done(finished[b], new_sums[b, 0], new_len, s)  # step 6
         if not any_running or done.all() or new_len >= s.max_length:  # step 7
             break
-        sequences, sums = grown, new_sums
+        sequences, sums, origins = grown, new_sums, grown_origins
         past = reorder_past(past, xp.asarray((np.arange(B)[:, None] * k + parents).reshape(-1)))
-    return _beam_output(finished, s)
+    out = _beam_output(finished, s)
+    out.scores, out.logits = _steps(scores_seen, s.output_scores), _steps(logits_seen, s.output_logits)
+    return out
 
 
 def _is_done(finished, best_running_sum, new_len, s) -> bool:
@@ -297,34 +350,40 @@ def _is_done(finished, best_running_sum, new_len, s) -> bool:
 
 def _beam_output(finished, s) -> GenerateOutput:
     """Step 8: the best num_return_sequences per item, padded with ``pad or eos`` (the reference's rule)."""
-    rows, scores = [], []
-    for hypotheses in finished:
-        for score, tokens in sorted(hypotheses, key=lambda h: -h[0])[: s.num_return_sequences]:
-            rows.append(tokens)
-            scores.append(score)
-    width = max(len(r) for r in rows)
+    chosen = [h for hypotheses in finished for h in sorted(hypotheses, key=lambda h: -h[0])[: s.num_return_sequences]]
+    width = max(len(tokens) for _, tokens, _ in chosen)
     fill = s.pad_token_id or s.eos_token_ids[0]
-    sequences = np.full((len(rows), width), fill, dtype=np.int64)
-    for i, tokens in enumerate(rows):
+    sequences = np.full((len(chosen), width), fill, dtype=np.int64)
+    beam_indices = np.full((len(chosen), width - 1), -1, dtype=np.int64)
+    for i, (_, tokens, origins) in enumerate(chosen):
         sequences[i, : len(tokens)] = tokens
-    return GenerateOutput(sequences, np.array(scores, dtype=np.float32))
+        beam_indices[i, : len(origins)] = origins
+    scores = np.array([score for score, _, _ in chosen], dtype=np.float32) if s.output_scores else None
+    return GenerateOutput(sequences, scores, beam_indices=beam_indices)
 
 
 # ================================================================ entry point
 
 
-def generate(model, input_ids, attention_mask=None, **kwargs) -> GenerateOutput:
-    """Greedy (num_beams=1) or beam search from a bert2bert, as transformers' generate().
+def generate(model, input_ids, attention_mask=None, *, generation_config: GenerationConfig | None = None, rng=None,
+             seed=None, streamer=None, **kwargs):  # fmt: skip
+    """Greedy, sampling, beam search or beam sampling from a bert2bert, as transformers' generate().
 
     input_ids: (B, S). attention_mask: (B, S) 0/1; when omitted it is inferred as the reference
     does: ``input_ids != pad`` if the pad id occurs in the input and is not an eos id, else ones.
-    Keyword arguments: max_length / max_new_tokens, min_length / min_new_tokens, num_beams,
-    length_penalty, early_stopping (True, False, "never"), no_repeat_ngram_size,
-    repetition_penalty, num_return_sequences, decoder_start_token_id, bos/eos/pad_token_id.
-    Returns sequences (B * num_return_sequences, T) on the host, with the start token, and for beam
-    search sequences_scores (B * num_return_sequences,).
+    Keyword arguments: any field of GenerationConfig (docs/generate.md lists each, with what it
+    does), overriding ``generation_config`` and ``model.generation_config``. rng / seed: the
+    Generator(s) for sampling (see ``make_rngs``). streamer: an object with ``put(tokens)`` and
+    ``end()``, given the start token, then each step's new tokens (greedy and sampling only).
+
+    Returns the sequences (B * num_return_sequences, T) as a host array, the start token first;
+    with return_dict_in_generate=True a GenerateOutput (sequences, sequences_scores, scores,
+    logits, beam_indices, as transformers fills them).
     """
-    s = resolve_settings(model.config, **kwargs)
+    merged = merge(model.generation_config, generation_config, {})
+    s = resolve_settings(model.config, merged, **kwargs)
+    if streamer is not None and s.num_beams > 1:
+        raise ValueError("streamer= works with greedy decoding and sampling only (num_beams=1), as in transformers")
     backend = model.backend
     xp = backend_module(backend)
     ids = as_ids(input_ids, "input_ids", model.config.encoder.vocab_size, backend)
@@ -333,11 +392,53 @@ def generate(model, input_ids, attention_mask=None, **kwargs) -> GenerateOutput:
         attention_mask = (ids != s.pad_token_id) if pad_in_input and s.pad_token_id not in s.eos_token_ids else None
         attention_mask = None if attention_mask is None else attention_mask.astype(model.dtype)
     mask = as_mask(attention_mask, "attention_mask", ids.shape, model.dtype, backend)
-    memory = encode_once(model, ids, mask)
     B = ids.shape[0]
+    rngs = make_rngs(rng, seed, B) if s.do_sample else None
+    steps = build_processors(s, to_numpy(ids))
+    memory = encode_once(model, ids, mask)
     rows = xp.repeat(xp.arange(B), max(s.num_beams, s.num_return_sequences))  # each item k times
     memory = memory[rows]
     mask = None if mask is None else mask[rows]
     if s.num_beams == 1:
-        return greedy_search(model, memory, mask, s)
-    return beam_search(model, memory, mask, s, B)
+        out = greedy_search(model, memory, mask, s, steps, rngs, B, streamer)
+    else:
+        out = beam_search(model, memory, mask, s, B, steps, rngs)
+    return out if s.return_dict_in_generate else out.sequences
+
+
+class TextStreamer:
+    """Prints the text of one generated sequence as it grows (transformers' TextStreamer, batch size 1).
+
+    ``model.generate(ids, streamer=TextStreamer(tokenizer))``. Text is printed up to the last space
+    (a word may still grow by a subword), the rest when generation ends. skip_prompt leaves out
+    the start token; decode_kwargs go to ``tokenizer.decode`` (e.g. skip_special_tokens=True).
+    """
+
+    def __init__(self, tokenizer, skip_prompt: bool = False, file=None, **decode_kwargs):
+        self.tokenizer, self.skip_prompt, self.file, self.decode_kwargs = tokenizer, skip_prompt, file, decode_kwargs
+        self.tokens: list[int] = []
+        self.printed = 0  # characters of the decoded text already printed
+        self.prompt_pending = True
+
+    def put(self, value) -> None:
+        value = np.asarray(to_numpy(value))
+        if value.ndim > 1 and value.shape[0] > 1 or value.ndim == 1 and value.shape[0] > 1:
+            raise ValueError(f"TextStreamer streams one sequence; got a batch of {value.shape[0]}")
+        if self.skip_prompt and self.prompt_pending:
+            self.prompt_pending = False
+            return
+        self.prompt_pending = False
+        self.tokens.extend(int(t) for t in value.reshape(-1))
+        text = self.tokenizer.decode(self.tokens, **self.decode_kwargs)
+        ready = text.rfind(" ") + 1  # print whole words only
+        if ready > self.printed:
+            self._emit(text[self.printed : ready])
+            self.printed = ready
+
+    def end(self) -> None:
+        text = self.tokenizer.decode(self.tokens, **self.decode_kwargs)
+        self._emit(text[self.printed :] + "\n")
+        self.tokens, self.printed, self.prompt_pending = [], 0, True
+
+    def _emit(self, text: str) -> None:
+        print(text, end="", flush=True, file=self.file)

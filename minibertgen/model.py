@@ -22,6 +22,7 @@ from .attention import uses_query_positions
 from .backend import as_ids, as_mask, backend_of, get_xp, to_device
 from .config import BertGenerationConfig, EncoderDecoderConfig, check_tieable, read_json
 from .generate import generate
+from .generation_config import GenerationConfig, read_generation_config
 from .ops import cross_entropy_backward, cross_entropy_forward
 from .stack import (
     bert_backward,
@@ -486,12 +487,36 @@ class EncoderDecoderModel(_Module):
 
     @classmethod
     def from_pretrained(cls, path, *, backend=None, dtype="float32", strict=True):
-        """Load a transformers EncoderDecoderModel folder (or one saved here)."""
+        """Load a transformers EncoderDecoderModel folder (or one saved here), with its
+        generation_config.json when there is one."""
         config = EncoderDecoderConfig.from_dict(read_json(os.path.join(os.fspath(path), "config.json")))
-        return cls._from_checkpoint(path, config, backend=backend, dtype=dtype, strict=strict)
+        model = cls._from_checkpoint(path, config, backend=backend, dtype=dtype, strict=strict)
+        model.generation_config = read_generation_config(path) or GenerationConfig()
+        return model
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        """generate()'s defaults (transformers' field names); keyword arguments override them."""
+        if "_generation_config" not in self.__dict__:  # models are also built without __init__
+            self._generation_config = GenerationConfig()
+        return self._generation_config
+
+    @generation_config.setter
+    def generation_config(self, value: GenerationConfig) -> None:
+        if not isinstance(value, GenerationConfig):
+            raise ValueError(f"generation_config must be a minibertgen.GenerationConfig, got {type(value).__name__}")
+        self._generation_config = value
+
+    def save_pretrained(self, path) -> None:
+        """config.json, model.safetensors and generation_config.json (the token ids, and every
+        non-default field of ``generation_config``), atomically, as transformers lays them out."""
+        save_checkpoint(path, flatten(self.params), self.config.to_dict(), role=self.ROLE, config=self.config,
+                        generation_fields=self.generation_config.to_dict())  # fmt: skip
 
     def generate(self, input_ids, attention_mask=None, **kwargs):
-        """Greedy or beam search with a KV cache, as transformers' generate(); see minibertgen.generate."""
+        """Greedy, sampling or beam search with a KV cache, as transformers' generate(); see
+        minibertgen.generate.generate for the arguments and docs/generate.md for the full list.
+        Returns the sequences array, or a GenerateOutput with return_dict_in_generate=True."""
         return generate(self, input_ids, attention_mask, **kwargs)
 
     def __call__(

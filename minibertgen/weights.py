@@ -411,12 +411,13 @@ def _fold_token_type(tensors, report) -> None:
 ARCHITECTURES = {"encoder": "BertGenerationEncoder", "decoder": "BertGenerationDecoder", "encoder-decoder": "EncoderDecoderModel"}
 
 
-def save_checkpoint(folder, flat: dict, config_dict: dict, *, role: str, config) -> None:
+def save_checkpoint(folder, flat: dict, config_dict: dict, *, role: str, config, generation_fields=None) -> None:
     """Write config.json, model.safetensors and (decoder, bert2bert) generation_config.json.
 
     The tensors follow the layout that loads cleanly in transformers 4.57.6 and 5.x (reference §9):
     ``lm_head.decoder.bias`` is written beside ``lm_head.bias`` with the same values, and with
     tie_encoder_decoder the ``encoder.*`` copies of ``decoder.bert.*`` are written too.
+    generation_fields (a GenerationConfig's ``to_dict()``) override the config's token ids.
     """
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
@@ -433,7 +434,8 @@ def save_checkpoint(folder, flat: dict, config_dict: dict, *, role: str, config)
     write_safetensors(os.path.join(folder, "model.safetensors"), tensors)
     write_json_atomic(os.path.join(folder, "config.json"), config_dict)
     if role != "encoder":
-        write_json_atomic(os.path.join(folder, "generation_config.json"), generation_config_dict(config))
+        generation = {**generation_config_dict(config), **(generation_fields or {})}
+        write_json_atomic(os.path.join(folder, "generation_config.json"), generation)
 
 
 def generation_config_dict(config) -> dict:
