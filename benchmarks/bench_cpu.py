@@ -389,7 +389,7 @@ def row_beam(s: Sides, repeats, key):
     result = {}
 
     def ours():
-        result["ours"] = s.ours.generate(ids, attention_mask=mask, **kwargs).sequences
+        result["ours"] = s.ours.generate(ids, attention_mask=mask, **kwargs)
 
     def torch_side():
         with s.torch.inference_mode():

@@ -4,7 +4,7 @@
     minibertgen info DIR       config, parameter count and layout of a checkpoint folder
     minibertgen encode DIR T   tokens, ids and a hidden-state summary of texts under an encoder
     minibertgen train ...      fine-tune a bert2bert on a JSONL file of {"source", "target"} pairs
-    minibertgen generate ...   greedy or beam search from a bert2bert, text in and text out
+    minibertgen generate ...   beam search, greedy or sampling from a bert2bert, text in and text out
     minibertgen verify         compare against the committed reference dumps (and live transformers)
     minibertgen demo           warm start vs random init on a sentence-fusion task, in a few minutes
 
@@ -167,16 +167,31 @@ def cmd_generate(args) -> int:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise ValueError("no input: give texts, --file FILE, or lines on stdin")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    from .generate import TextStreamer
+
     model = EncoderDecoderModel.from_pretrained(args.model, backend=args.backend)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
-    options = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, length_penalty=args.length_penalty,
+    num_beams = args.num_beams if args.num_beams is not None else (1 if args.do_sample or args.stream else 4)
+    options = dict(num_beams=num_beams, max_new_tokens=args.max_new_tokens, length_penalty=args.length_penalty,
                    no_repeat_ngram_size=args.no_repeat_ngram_size, repetition_penalty=args.repetition_penalty,
-                   num_return_sequences=args.num_return_sequences)  # fmt: skip
-    if args.min_new_tokens:
-        options["min_new_tokens"] = args.min_new_tokens
-    for start in range(0, len(texts), args.batch_size):
-        chunk = texts[start : start + args.batch_size]
+                   num_return_sequences=args.num_return_sequences, min_new_tokens=args.min_new_tokens or None,
+                   return_dict_in_generate=True, output_scores=args.scores)  # fmt: skip
+    if args.do_sample:
+        options.update(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    batch_size = 1 if args.stream else args.batch_size  # a streamer follows one sequence
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
         batch = tokenizer(chunk, padding=True, truncation=True, max_length=args.max_source_len)
+        if args.do_sample and args.seed is not None:  # one seed per text: the output does not depend on batching
+            options["seed"] = [args.seed + start + i for i in range(len(chunk))]
+        if args.stream:
+            if args.show_source:
+                print(f"{chunk[0]}\t", end="", flush=True)
+            model.generate(np.array(batch["input_ids"]), np.array(batch["attention_mask"]),
+                           streamer=TextStreamer(tokenizer, skip_special_tokens=True), **options)  # fmt: skip
+            continue
         out = model.generate(np.array(batch["input_ids"]), np.array(batch["attention_mask"]), **options)
         for i, row in enumerate(out.sequences):
             text = tokenizer.decode(row.tolist(), skip_special_tokens=True)
@@ -267,12 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, choices=["numpy", "cupy"])
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("generate", help="greedy or beam search from a bert2bert checkpoint")
+    p = sub.add_parser("generate", help="beam search, greedy or sampling from a bert2bert checkpoint")
     p.add_argument("--model", type=Path, required=True, help="a bert2bert (EncoderDecoderModel) folder")
     p.add_argument("texts", nargs="*", help="source texts (default: --file, else lines on stdin)")
     p.add_argument("--file", type=Path, help="a file with one source text per line ('-' for stdin)")
     p.add_argument("--tokenizer", type=Path, help="tokenizer folder or file (default: the model's folder)")
-    p.add_argument("--num-beams", type=int, default=4)
+    p.add_argument("--num-beams", type=int, default=None, help="beams (default 4; 1 with --do-sample or --stream)")
     p.add_argument("--num-return-sequences", type=int, default=1)
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--min-new-tokens", type=int, default=0)
@@ -281,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--max-source-len", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--do-sample", action="store_true", help="sample instead of searching (see docs/generate.md)")
+    p.add_argument("--temperature", type=float, default=1.0, help="with --do-sample: < 1 sharper, > 1 flatter")
+    p.add_argument("--top-k", type=int, default=50, help="with --do-sample: keep the k best tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="with --do-sample: nucleus probability mass")
+    p.add_argument("--seed", type=int, default=None, help="with --do-sample: text i draws from seed + i")
+    p.add_argument("--stream", action="store_true", help="print tokens as they are generated (one text at a time)")
     p.add_argument("--scores", action="store_true", help="print each output's beam score first")
     p.add_argument("--show-source", action="store_true", help="print the source text first")
     p.add_argument("--backend", default=None, choices=["numpy", "cupy"])

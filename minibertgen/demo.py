@@ -107,9 +107,9 @@ def predict(model, tokenizer, pairs, num_beams=4, max_new_tokens=40, batch_size=
     for start in range(0, len(pairs), batch_size):
         chunk = [source for source, _ in pairs[start : start + batch_size]]
         batch = tokenizer(chunk, padding=True, truncation=True, max_length=128)
-        out = model.generate(np.array(batch["input_ids"]), np.array(batch["attention_mask"]),
+        sequences = model.generate(np.array(batch["input_ids"]), np.array(batch["attention_mask"]),
                              num_beams=num_beams, max_new_tokens=max_new_tokens)  # fmt: skip
-        for row in out.sequences:
+        for row in sequences:
             token_ids.append([t for t in row.tolist()[1:] if t != tokenizer.pad_token_id])
             texts.append(tokenizer.decode(row.tolist(), skip_special_tokens=True))
         if progress is not None:

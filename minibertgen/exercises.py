@@ -391,7 +391,7 @@ def check_beam_step(fn, *, n_cases: int = 25, seed: int = 0) -> None:
         scores = sums / np.float32(n_new**length_penalty)
         order = np.argsort(-scores, kind="stable")
         reference = model.generate(ids, num_beams=k, num_return_sequences=k, max_new_tokens=n_new,
-                                   length_penalty=length_penalty)  # fmt: skip
+                                   length_penalty=length_penalty, return_dict_in_generate=True, output_scores=True)  # fmt: skip
         where = f"beam search with k={k}, length_penalty={length_penalty}, {n_new} new tokens"
         if sequences[order].tolist() != reference.sequences.tolist():
             raise _exercise_error(name, f"{where}: your beams {sequences[order].tolist()} differ from "

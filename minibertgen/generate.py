@@ -137,14 +137,14 @@ def draw_uniforms(rngs, n_rows: int, batch_size: int, per_row: int = 1):
 
 
 def _probabilities(scores):
-    """softmax of float32 scores, on the host in float64 for the cumulative sums, with a clear error
-    for a row whose every token was filtered out (torch's multinomial raises there too)."""
-    probs = to_numpy(softmax_forward(scores)[0]).astype(np.float64)  # (N, M)
-    bad = ~np.isfinite(probs).all(axis=1) | ~(probs.sum(axis=1) > 0)
+    """softmax of float32 scores (N, M), on the host in float64 for the cumulative sums, with a
+    clear error for a row that cannot be sampled (torch's multinomial raises there too)."""
+    host = to_numpy(scores)
+    bad = ~np.isfinite(host).any(axis=1) | np.isnan(host).any(axis=1) | np.isposinf(host).any(axis=1)
     if bad.any():
-        raise ValueError(f"sampling: row {int(np.argmax(bad))} has no token left to draw (every score is -inf or nan): "
-                         "the processors and warpers removed them all")  # fmt: skip
-    return probs
+        raise ValueError(f"sampling: row {int(np.argmax(bad))} has no token left to draw (its scores are all -inf, "
+                         "or hold nan or +inf): the processors and warpers removed every token")  # fmt: skip
+    return softmax_forward(host)[0].astype(np.float64)
 
 
 def draw_from(probs_row, u: float) -> int:

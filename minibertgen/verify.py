@@ -128,7 +128,8 @@ def generation_rows(folder: Path = DEFAULT_DUMPS.parent / "generation") -> list[
         ids = np.array(grid["input_ids"])
         differing, score_error = 0, 0.0
         for result in grid["results"]:
-            out = model.generate(ids, (ids != 0).astype(int), **grid["ids"], **result["settings"])
+            out = model.generate(ids, (ids != 0).astype(int), **grid["ids"], **result["settings"],
+                                 return_dict_in_generate=True, output_scores=True)
             differing += out.sequences.tolist() != result["sequences"]
             if result["sequences_scores"] is not None and out.sequences_scores is not None:
                 score_error = max(score_error, max_abs_error(out.sequences_scores, result["sequences_scores"]))

@@ -82,8 +82,8 @@ def test_train_with_random_cross_attention_warns_that_the_source_is_unused(tmp_p
     assert float(row["eval_shuffled_loss"]) > 0 and float(row["eval_loss"]) > 0
 
 
-def test_generate_reads_texts_and_stdin(tmp_path, capsys, monkeypatch):
-    import io
+def tiny_generation_folder(tmp_path):
+    """A random tiny bert2bert with MiniLM's WordPiece vocabulary, saved in tmp_path/m."""
     import shutil
 
     from minibertgen.fetch import find_weights
@@ -96,6 +96,13 @@ def test_generate_reads_texts_and_stdin(tmp_path, capsys, monkeypatch):
     config = mbg.EncoderDecoderConfig(part, part, decoder_start_token_id=101, pad_token_id=0, eos_token_id=102)
     mbg.EncoderDecoderModel(config, seed=0).save_pretrained(tmp_path / "m")
     shutil.copy(weights / "vocab.txt", tmp_path / "m" / "vocab.txt")
+    return tmp_path / "m"
+
+
+def test_generate_reads_texts_and_stdin(tmp_path, capsys, monkeypatch):
+    import io
+
+    tiny_generation_folder(tmp_path)
     assert main(["generate", "--model", str(tmp_path / "m"), "a first text.", "a second one.", "--max-new-tokens",
                  "4", "--num-beams", "2", "--scores"]) == 0  # fmt: skip
     lines = capsys.readouterr().out.strip().split("\n")
@@ -105,6 +112,28 @@ def test_generate_reads_texts_and_stdin(tmp_path, capsys, monkeypatch):
     assert len(capsys.readouterr().out.strip().split("\n")) == 2
     assert main(["generate", "--model", str(tmp_path / "m"), "x", "--num-beams", "0"]) == 1
     assert "num_beams" in capsys.readouterr().err
+
+
+def test_generate_samples_reproducibly_and_streams(tmp_path, capsys):
+    model = str(tiny_generation_folder(tmp_path))
+    texts = ["a first text.", "a second one.", "and a third"]
+
+    def run(*flags):
+        assert main(["generate", "--model", model, *texts, "--max-new-tokens", "6", *flags]) == 0
+        return capsys.readouterr().out.strip().split("\n")
+
+    sampled = run("--do-sample", "--top-p", "0.9", "--temperature", "1.5", "--seed", "3")
+    assert len(sampled) == 3
+    assert run("--do-sample", "--top-p", "0.9", "--temperature", "1.5", "--seed", "3", "--batch-size", "1") == sampled
+    assert run("--do-sample", "--top-p", "0.9", "--temperature", "1.5", "--seed", "4") != sampled
+    greedy = run("--num-beams", "1")
+    streamed = run("--stream")  # greedy, one text at a time, printed as the tokens come
+    # TextStreamer prints up to each space, as transformers' does: only spacing may differ
+    assert [line.replace(" ", "") for line in streamed] == [line.replace(" ", "") for line in greedy]
+    assert main(["generate", "--model", model, "x", "--batch-size", "0"]) == 1
+    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    assert main(["generate", "--model", model, "x", "--stream", "--num-beams", "2"]) == 1
+    assert "streamer" in capsys.readouterr().err
 
 
 def test_encode_prints_tokens_ids_and_hidden_summary(tmp_path, capsys):

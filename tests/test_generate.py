@@ -41,7 +41,7 @@ def test_grid_matches_the_reference_dumps(pos):
     model = mbg.EncoderDecoderModel.from_pretrained(GENERATION / pos, dtype="float64")
     ids = np.array(grid["input_ids"])
     for result in grid["results"]:
-        out = model.generate(ids, (ids != 0).astype(int), **grid["ids"], **result["settings"])
+        out = model.generate(ids, (ids != 0).astype(int), **grid["ids"], **result["settings"], return_dict_in_generate=True, output_scores=True)
         assert out.sequences.tolist() == result["sequences"], result["settings"]
         if result["sequences_scores"] is not None:
             assert_close(out.sequences_scores, result["sequences_scores"], atol=SCORE_ATOL, name=str(result["settings"]))
@@ -77,7 +77,7 @@ def test_one_beam_is_greedy(seed, pos):
     one_beam = beam_search(model, encode_once(model, ids, None), None,
                            resolve_settings(model.config, max_new_tokens=10, num_beams=1, early_stopping=True,
                                             length_penalty=0.0), 1)  # fmt: skip
-    assert one_beam.sequences.tolist() == greedy.sequences.tolist()
+    assert one_beam.sequences.tolist() == greedy.tolist()
 
 
 @settings(max_examples=8)
@@ -87,7 +87,8 @@ def test_wide_beam_finds_the_brute_force_best(seed, length_penalty):
     cover every 2-token prefix, so beam search is exhaustive and must return the best sum."""
     model = tiny_model("relative_key", seed, vocab=5, eos_bias=0.0)
     ids = np.array([[3, 4, 2]])
-    out = model.generate(ids, num_beams=16, max_new_tokens=3, min_length=4, length_penalty=length_penalty)
+    out = model.generate(ids, num_beams=16, max_new_tokens=3, min_length=4, length_penalty=length_penalty,
+                         return_dict_in_generate=True, output_scores=True)
     best, best_score = None, -np.inf
     for tail in itertools.product([0, 2, 3, 4], repeat=3):  # every token but eos (1)
         seq = np.array([[2, *tail]])
@@ -152,7 +153,7 @@ def test_live_against_transformers_generate(pos, seed, num_beams, length_penalty
     kw = dict(num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping,
               max_new_tokens=max_new_tokens, num_return_sequences=data.draw(st.integers(1, num_beams)),
               decoder_start_token_id=2, eos_token_id=1, pad_token_id=0, **extra)  # fmt: skip
-    ours = model.generate(ids, mask, **kw)
+    ours = model.generate(ids, mask, **kw, return_dict_in_generate=True, output_scores=True)
     hf = reference.hf_model(model.config, mbg.flatten(model.params))
     with torch.no_grad():
         theirs = hf.generate(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), do_sample=False,
@@ -174,4 +175,4 @@ def test_saved_generation_config_gives_transformers_our_start_token(tmp_path):
     with torch.no_grad():
         theirs = hf.generate(input_ids=torch.from_numpy(ids), max_new_tokens=5, num_beams=2)
     ours = mbg.EncoderDecoderModel.from_pretrained(tmp_path, dtype="float64").generate(ids, max_new_tokens=5, num_beams=2)
-    assert theirs[0, 0].item() == 7 and ours.sequences.tolist() == theirs.tolist()
+    assert theirs[0, 0].item() == 7 and ours.tolist() == theirs.tolist()

@@ -68,7 +68,7 @@ def test_beam_search_agrees():
     host, device = pair(dtype="float64")  # float64 logits: both sides cast the same values to float32
     a = host.generate(IDS, MASK, num_beams=3, max_new_tokens=8, num_return_sequences=2)
     b = device.generate(IDS, MASK, num_beams=3, max_new_tokens=8, num_return_sequences=2)
-    assert a.sequences.tolist() == b.sequences.tolist()
+    assert a.tolist() == b.tolist()
     assert_close(b.sequences_scores, a.sequences_scores, atol=1e-5, name="scores")  # float32 sums of ~8 terms
 
 

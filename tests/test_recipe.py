@@ -95,7 +95,7 @@ def test_a_tiny_model_learns_to_copy_and_reads_its_source(tmp_path):
     run = train(model, tokenizer, pairs, tmp_path, settings, eval_pairs=pairs, save_checkpoints=False, progress=False)
     examples = encode_pairs(tokenizer, pairs)
     ids = [np.array([src]) for src, _ in examples]
-    predictions = [run.model.generate(x, num_beams=1, max_new_tokens=8).sequences[0, 1:].tolist() for x in ids]
+    predictions = [run.model.generate(x, num_beams=1, max_new_tokens=8)[0, 1:].tolist() for x in ids]
     wanted = [tgt for _, tgt in examples]
     assert [p[: len(w)] for p, w in zip(predictions, wanted)] == wanted
     dependence = source_dependence(run.model, examples, 6, 0)

@@ -470,3 +470,17 @@ def test_text_streamer_prints_what_decode_gives(capsys):
     model = tiny_model("absolute", 1, eos_bias=-2.0)
     out = model.generate([[5, 6, 7]], max_new_tokens=5, streamer=mbg.TextStreamer(Words()))
     assert capsys.readouterr().out == " ".join(f"w{t}" for t in out[0].tolist()) + "\n"
+
+
+def test_docs_list_exactly_the_arguments_generate_takes():
+    import re
+    from pathlib import Path
+
+    from minibertgen.generation_config import CALL_ARGUMENTS, UNSUPPORTED, GenerationConfig
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "generate.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", text, flags=re.M))
+    fields = {f for f in GenerationConfig.__dataclass_fields__ if f != "extra"}
+    assert documented == fields | set(CALL_ARGUMENTS)
+    unsupported_section = text[text.index("## Not supported") :]
+    assert set(re.findall(r"`(\w+)`", unsupported_section)) >= set(UNSUPPORTED)
