@@ -432,13 +432,14 @@ class TextStreamer:
         text = self.tokenizer.decode(self.tokens, **self.decode_kwargs)
         ready = text.rfind(" ") + 1  # print whole words only
         if ready > self.printed:
-            self._emit(text[self.printed : ready])
+            self.on_finalized_text(text[self.printed : ready])
             self.printed = ready
 
     def end(self) -> None:
         text = self.tokenizer.decode(self.tokens, **self.decode_kwargs)
-        self._emit(text[self.printed :] + "\n")
+        self.on_finalized_text(text[self.printed :] + "\n")
         self.tokens, self.printed, self.prompt_pending = [], 0, True
 
-    def _emit(self, text: str) -> None:
+    def on_finalized_text(self, text: str) -> None:
+        """Print a piece of text (transformers' name; override to send it elsewhere)."""
         print(text, end="", flush=True, file=self.file)

@@ -2,8 +2,8 @@
 
 A random upstream gradient (never ones) makes L = sum(out * dout); grad_check compares the analytic
 gradient of every input and parameter with finite differences along random directions. Its default
-tolerances (rtol 1e-5, atol 1e-8) are set by float64: truncation ~eps^2 = 1e-12, round-off
-~1e-16 |L| / eps = 1e-10 |L|; a wrong gradient is off by far more.
+tolerances (rtol 1e-5, atol 1e-6) are set by float64 (see grad_check): a wrong gradient is off by
+far more.
 
 Masks here always leave each query at least one visible key. In a fully masked row every score is
 exactly finfo.min, so the output no longer depends on the queries and finite differences give 0,
