@@ -132,10 +132,6 @@ UNSUPPORTED = (
     "synced_gpus", "token_healing", "tokenizer", "watermarking_config",
 )  # fmt: skip
 
-# Metadata a generation_config.json carries; not settings.
-METADATA = ("transformers_version", "_from_model_config")
-
-
 def check_names(kwargs) -> None:
     """A ValueError for the first argument generate() does not take, with the close matches."""
     names = [f.name for f in _fields()]
@@ -252,7 +248,7 @@ def resolve_settings(config, generation_config: GenerationConfig | None = None, 
     g = merge(generation_config or GenerationConfig(), None, kwargs)
     dec = config.decoder
     V = dec.vocab_size
-    unused = {k: v for k, v in g.extra.items() if k not in METADATA and k in UNSUPPORTED}
+    unused = {k: v for k, v in g.extra.items() if k in UNSUPPORTED}
     for name, value in unused.items():
         if value not in (None, False, 0, 1, 1.0, [], {}):
             raise ValueError(f"the generation config sets {name}={value!r}, which minibertgen does not support "
