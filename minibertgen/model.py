@@ -14,12 +14,17 @@ Shapes: B batch, S source length, T target length, D hidden, V vocabulary, P max
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .attention import uses_query_positions
-from .backend import as_ids, as_mask, backend_of, get_xp, to_device
+from .backend import as_ids, as_mask, backend_of, get_xp, to_device, to_numpy
 from .config import BertGenerationConfig, EncoderDecoderConfig, check_tieable, read_json
 from .generate import generate
 from .generation_config import GenerationConfig, read_generation_config
@@ -35,7 +40,17 @@ from .stack import (
     encoder_params,
     shift_tokens_right,
 )
-from .weights import ParamSpec, flatten, init_params, load_checkpoint, save_checkpoint, unflatten
+from .weights import (
+    LoadReport,
+    ParamSpec,
+    differing_tied_copies,
+    flatten,
+    init_params,
+    load_checkpoint,
+    read_checkpoint_tensors,
+    save_checkpoint,
+    unflatten,
+)
 
 DTYPES = ("float32", "float64")
 
@@ -179,14 +194,28 @@ class _Module:
 
     @classmethod
     def _from_checkpoint(cls, path, config, *, seed=0, backend=None, dtype="float32", strict=True,
-                         fold_token_type=False):  # fmt: skip
+                         fold_token_type=False, new_distance_tables=False, tensors=None):  # fmt: skip
         """A model of ``config`` with the weights of the checkpoint folder (see weights.load_checkpoint)."""
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         model = cls.__new__(cls)
         model.config = config
         flat, model.load_report = load_checkpoint(path, model._param_spec(), role=cls.ROLE, dtype=dtype,
-                                                  strict=strict, fold_token_type=fold_token_type, seed=seed)  # fmt: skip
+                                                  strict=strict, fold_token_type=fold_token_type, seed=seed,
+                                                  new_distance_tables=new_distance_tables, tensors=tensors)  # fmt: skip
         model._init(unflatten(flat), 0, dtype, backend)
         return model
+
+    @classmethod
+    def _load_part(cls, path, *, seed, backend, dtype, strict, fold_token_type, output_loading_info, kwargs,
+                   forced=None):  # fmt: skip
+        """Encoder and decoder from_pretrained: keyword checks, config overrides (``forced`` last), load."""
+        dtype, overrides = _loading_options(path, dtype, kwargs, BertGenerationConfig)
+        config = _read_part_config(path, {**overrides, **(forced or {})})
+        relative_override = overrides.get("position_embedding_type", "absolute") != "absolute"
+        model = cls._from_checkpoint(path, config, seed=seed, backend=backend, dtype=dtype, strict=strict,
+                                     fold_token_type=fold_token_type, new_distance_tables=relative_override)  # fmt: skip
+        return (model, loading_info(model.load_report)) if output_loading_info else model
 
     def save_pretrained(self, path) -> None:
         """config.json, model.safetensors (and generation_config.json for decoders), atomically, in the
@@ -247,16 +276,17 @@ class BertGenerationEncoder(_Module):
     def _param_spec(self):
         return encoder_param_spec(self.config)
 
-    def forward(self, input_ids, attention_mask=None, *, train=False, rng=None) -> EncoderOutput:
+    def forward(self, input_ids, attention_mask=None, *, token_type_ids=None, train=False, rng=None) -> EncoderOutput:
         cfg, be = self.config, self.backend
         ids = as_ids(input_ids, "input_ids", cfg.vocab_size, be)
+        _check_token_types(token_type_ids, ids.shape)
         mask = as_mask(attention_mask, "attention_mask", ids.shape, self.dtype, be)
         hidden, hidden_states, _, cache = bert_forward(self.params, cfg, ids, mask, rng=rng, train=train)
         return EncoderOutput(hidden, hidden_states, cache)
 
-    def __call__(self, input_ids, attention_mask=None, *, train=False, rng=None):
-        """(B, S) ids -> (B, S, D) last hidden state."""
-        return self.forward(input_ids, attention_mask, train=train, rng=rng).last_hidden_state
+    def __call__(self, input_ids, attention_mask=None, *, token_type_ids=None, train=False, rng=None):
+        """(B, S) ids -> (B, S, D) last hidden state. token_type_ids, if given, must be all 0 (see _check_token_types)."""
+        return self.forward(input_ids, attention_mask, token_type_ids=token_type_ids, train=train, rng=rng).last_hidden_state
 
     def backward(self, out: EncoderOutput, dhidden):
         """Gradients of sum(last_hidden_state * dhidden) for every parameter, a tree like ``params``.
@@ -267,18 +297,20 @@ class BertGenerationEncoder(_Module):
         return complete_grads(grads, self.params)
 
     @classmethod
-    def from_pretrained(
-        cls, path, *, seed=0, backend=None, dtype="float32", strict=True, fold_token_type=False, **overrides
-    ):
+    def from_pretrained(cls, path, *, seed=0, backend=None, dtype=None, strict=True, fold_token_type=False,
+                        output_loading_info=False, **kwargs):  # fmt: skip
         """Load a BERT or BertGeneration checkpoint folder (config.json + model.safetensors).
 
         A BERT file's token-type embeddings and pooler are dropped (listed in ``load_report``);
         ``fold_token_type=True`` adds token_type_embeddings[0] into every position row instead,
         so the encoder reproduces BertModel for single-segment input.
+        Keywords as transformers' (see ``_loading_options``): config fields override config.json;
+        ``dtype``/``torch_dtype`` ("float32", "float64", torch or NumPy dtypes, "auto");
+        ``output_loading_info=True`` returns ``(model, info)``.
         """
-        config = _read_part_config(path, overrides).replace(is_decoder=False, add_cross_attention=False)
-        return cls._from_checkpoint(path, config, seed=seed, backend=backend, dtype=dtype, strict=strict,
-                                    fold_token_type=fold_token_type)  # fmt: skip
+        return cls._load_part(path, seed=seed, backend=backend, dtype=dtype, strict=strict,
+                              fold_token_type=fold_token_type, output_loading_info=output_loading_info,
+                              kwargs=kwargs, forced=dict(is_decoder=False, add_cross_attention=False))  # fmt: skip
 
 
 class BertGenerationDecoder(_Module):
@@ -307,11 +339,13 @@ class BertGenerationDecoder(_Module):
         encoder_attention_mask=None,
         labels=None,
         *,
+        token_type_ids=None,
         train=False,
         rng=None,
     ) -> DecoderOutput:
         cfg, be = self.config, self.backend
         ids = as_ids(input_ids, "input_ids", cfg.vocab_size, be)
+        _check_token_types(token_type_ids, ids.shape)
         mask = as_mask(attention_mask, "attention_mask", ids.shape, self.dtype, be)
         memory, memory_mask = None, None
         if encoder_hidden_states is not None:
@@ -347,17 +381,17 @@ class BertGenerationDecoder(_Module):
         return complete_grads(grads, self.params)
 
     @classmethod
-    def from_pretrained(
-        cls, path, *, seed=0, backend=None, dtype="float32", strict=True, fold_token_type=False, **overrides
-    ):
+    def from_pretrained(cls, path, *, seed=0, backend=None, dtype=None, strict=True, fold_token_type=False,
+                        output_loading_info=False, **kwargs):  # fmt: skip
         """Load a decoder (or warm-start one from a BERT/encoder checkpoint).
 
         ``add_cross_attention=True, is_decoder=True`` (passed as overrides) make a bert2bert
         decoder; cross-attention weights and the LM head bias absent from the file start fresh
-        and are listed in ``load_report.new``.
+        and are listed in ``load_report.new``. Other keywords as BertGenerationEncoder.from_pretrained.
         """
-        return cls._from_checkpoint(path, _read_part_config(path, overrides), seed=seed, backend=backend,
-                                    dtype=dtype, strict=strict, fold_token_type=fold_token_type)  # fmt: skip
+        return cls._load_part(path, seed=seed, backend=backend, dtype=dtype, strict=strict,
+                              fold_token_type=fold_token_type, output_loading_info=output_loading_info,
+                              kwargs=kwargs)  # fmt: skip
 
 
 class EncoderDecoderModel(_Module):
@@ -372,9 +406,32 @@ class EncoderDecoderModel(_Module):
 
     ROLE = "encoder-decoder"
 
-    def __init__(self, config: EncoderDecoderConfig, params=None, *, seed=0, dtype="float32", backend=None):
+    def __init__(self, config: EncoderDecoderConfig | None = None, params=None, *, encoder=None, decoder=None,
+                 seed=0, dtype="float32", backend=None):  # fmt: skip
+        """``EncoderDecoderModel(config)``: random weights (or ``params``); ``EncoderDecoderModel(encoder=...,
+        decoder=...)``: the two models' weights, as transformers builds it (the config from both parts'
+        configs; ``config=`` as well supplies the top-level fields, e.g. tie_encoder_decoder)."""
+        if encoder is not None or decoder is not None:
+            if encoder is None or decoder is None:
+                raise ValueError("give both encoder= and decoder= (or neither, with config=)")
+            if params is not None:
+                raise ValueError("params= builds a model from a config; with encoder= and decoder= their weights are used")
+            top = {}
+            if config is not None:
+                if not isinstance(config, EncoderDecoderConfig):
+                    raise ValueError(f"config must be an EncoderDecoderConfig, got {type(config).__name__}")
+                top = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                       if f.name not in ("encoder", "decoder", "extra")}  # fmt: skip
+            built = self.from_encoder_decoder(encoder, decoder, seed=seed, **top)
+            self.__dict__.update(built.__dict__)
+            if backend is not None or dtype != "float32":
+                self.to(backend=backend, dtype=dtype if dtype != "float32" else None)
+            return
         if not isinstance(config, EncoderDecoderConfig):
-            raise ValueError(f"config must be an EncoderDecoderConfig, got {type(config).__name__}")
+            raise ValueError(
+                f"config must be an EncoderDecoderConfig, got {type(config).__name__} "
+                "(or build the model from parts: EncoderDecoderModel(encoder=..., decoder=...))"
+            )
         self.config = config
         self._init(params, seed, dtype, backend)
 
@@ -407,6 +464,9 @@ class EncoderDecoderModel(_Module):
         only, so a decoder built without cross-attention weights would run without them: raised here).
         With ``tie_encoder_decoder=True`` the decoder's weights are kept and the encoder's dropped.
         """
+        for name, part, kind in (("encoder", encoder, BertGenerationEncoder), ("decoder", decoder, BertGenerationDecoder)):
+            if not isinstance(part, kind):
+                raise ValueError(f"{name} must be a minibertgen {kind.__name__}, got {type(part).__name__}")
         if not (decoder.config.is_decoder and decoder.config.add_cross_attention):
             raise ValueError(
                 "the decoder must be built with is_decoder=True and add_cross_attention=True "
@@ -426,6 +486,9 @@ class EncoderDecoderModel(_Module):
         if proj_spec:  # the hidden sizes differ: a fresh projection of the encoder output
             flat.update(init_params(proj_spec, seed, str(decoder.dtype)))
         model.params = to_device(unflatten(flat), decoder.backend)
+        reports = (encoder.load_report, decoder.load_report)
+        if any(r is not None for r in reports):
+            model.load_report = (reports[0] or LoadReport()).merged("encoder", reports[1] or LoadReport(), "decoder")
         return model
 
     @classmethod
@@ -486,13 +549,42 @@ class EncoderDecoderModel(_Module):
         return model
 
     @classmethod
-    def from_pretrained(cls, path, *, backend=None, dtype="float32", strict=True):
+    def from_pretrained(cls, path, *, backend=None, dtype=None, strict=True, output_loading_info=False, **kwargs):
         """Load a transformers EncoderDecoderModel folder (or one saved here), with its
-        generation_config.json when there is one."""
+        generation_config.json when there is one.
+
+        Keywords: the top-level config fields (decoder_start_token_id, pad_token_id, ...) override
+        config.json; ``dtype``/``torch_dtype`` and ``output_loading_info`` as in
+        BertGenerationEncoder.from_pretrained.
+
+        A file whose config says tie_encoder_decoder but whose ``encoder.*`` tensors differ from the
+        decoder's (transformers >= 5 saves such files: it no longer ties) loads *untied*, as 5.x runs
+        it, with a warning; a file with equal copies (saved here) or none (4.57.6) stays tied.
+        """
+        dtype, overrides = _loading_options(path, dtype, kwargs, EncoderDecoderConfig)
         config = EncoderDecoderConfig.from_dict(read_json(os.path.join(os.fspath(path), "config.json")))
-        model = cls._from_checkpoint(path, config, backend=backend, dtype=dtype, strict=strict)
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        tensors, untied = None, []
+        if config.tie_encoder_decoder:
+            tensors = read_checkpoint_tensors(path)
+            untied = differing_tied_copies(tensors)
+            if untied:
+                config = dataclasses.replace(config, tie_encoder_decoder=False)
+                warnings.warn(
+                    f"{path}: config.json says tie_encoder_decoder=true, but {len(untied)} encoder.* tensors differ "
+                    "from their decoder.bert.* twins (transformers >= 5 saves separate copies): loaded untied, as "
+                    "transformers 5.x runs it; model.config.tie_encoder_decoder is now False",
+                    UserWarning, stacklevel=2,
+                )  # fmt: skip
+        model = cls._from_checkpoint(path, config, backend=backend, dtype=dtype, strict=strict, tensors=tensors)
+        if untied:
+            model.load_report.notes.append(
+                f"tie_encoder_decoder=true in config.json, but {len(untied)} encoder.* tensors differ from the "
+                "decoder's: loaded untied (as transformers 5.x runs it)"
+            )
         model.generation_config = read_generation_config(path) or GenerationConfig()
-        return model
+        return (model, loading_info(model.load_report)) if output_loading_info else model
 
     @property
     def generation_config(self) -> GenerationConfig:
@@ -527,15 +619,18 @@ class EncoderDecoderModel(_Module):
         decoder_attention_mask=None,
         labels=None,
         *,
+        token_type_ids=None,
         train=False,
         rng=None,
     ) -> Seq2SeqOutput:
         """input_ids: (B, S); decoder_input_ids or labels: (B, T); masks 0/1 of the same shapes.
+        token_type_ids (B, S), as a tokenizer returns them, must be all 0 (see _check_token_types).
 
         Returns logits (B, T, V) and, with labels, the loss.
         """
         cfg, be = self.config, self.backend
         ids = as_ids(input_ids, "input_ids", cfg.encoder.vocab_size, be)
+        _check_token_types(token_type_ids, ids.shape)
         mask = as_mask(attention_mask, "attention_mask", ids.shape, self.dtype, be)
         lab = as_ids(labels, "labels", cfg.decoder.vocab_size, be)
         dec_ids = as_ids(decoder_input_ids, "decoder_input_ids", cfg.decoder.vocab_size, be)
@@ -575,12 +670,127 @@ class EncoderDecoderModel(_Module):
 # ================================================================ helpers
 
 
+# transformers' from_pretrained options that concern torch, the Hub or quantization. None applies to
+# NumPy arrays read from a local folder, so each is refused with its reason rather than ignored.
+_LOCAL = "checkpoints are local folders here: minibertgen never downloads (see `minibertgen fetch`)"
+TORCH_ONLY_OPTIONS = {
+    "attn_implementation": "there is one attention implementation here, transformers' eager one (sdpa differs "
+                           "from it only on fully-masked rows)",
+    "device_map": "choose the device with backend='numpy' or backend='cupy' (or model.to(backend=...))",
+    "max_memory": "the whole model is loaded onto one backend (backend='numpy' or 'cupy')",
+    "offload_folder": "the whole model is loaded onto one backend (backend='numpy' or 'cupy')",
+    "low_cpu_mem_usage": "the tensors are read once from a memory map; there is no torch module to build",
+    "quantization_config": "quantized weights are not supported (float32 or float64 only)",
+    "load_in_8bit": "quantized weights are not supported (float32 or float64 only)",
+    "load_in_4bit": "quantized weights are not supported (float32 or float64 only)",
+    "trust_remote_code": "no code is ever loaded from a checkpoint",
+    "from_tf": "only safetensors files are read", "from_flax": "only safetensors files are read",
+    "variant": "only model.safetensors (or its shards) is read",
+    "tp_plan": "there is no tensor parallelism here", "key_mapping": "keys are mapped by weights.load_checkpoint",
+    **{name: _LOCAL for name in ("revision", "cache_dir", "force_download", "proxies", "token", "use_auth_token",
+                                 "subfolder", "resume_download", "mirror", "_commit_hash")},
+}  # fmt: skip
+# Options whose only meaningful value is what minibertgen always does: accepted with that value.
+ALWAYS = {"use_safetensors": True, "local_files_only": True}
+# torch dtype names (str(torch.float32) == "torch.float32") and NumPy names -> the dtypes computed in here.
+SUPPORTED_DTYPE_NAMES = {"float32": "float32", "float": "float32", "float64": "float64", "double": "float64"}
+
+
+def _dtype_name(dtype, path) -> str:
+    """``dtype`` / ``torch_dtype`` as given to transformers -> "float32" or "float64"."""
+    if dtype is None:
+        return "float32"
+    if isinstance(dtype, str) and dtype == "auto":  # the file's dtype where it can be computed in, else float32
+        d = read_json(os.path.join(os.fspath(path), "config.json"))
+        return "float64" if str(d.get("dtype") or d.get("torch_dtype")) == "float64" else "float32"
+    try:
+        name = np.dtype(dtype).name  # numpy dtypes and types, and their names
+    except TypeError:
+        name = str(dtype).removeprefix("torch.")  # torch.float32 -> "float32"
+    if name not in SUPPORTED_DTYPE_NAMES:
+        raise ValueError(
+            f"dtype {dtype!r}: minibertgen computes in float32 or float64 (a float16/bfloat16 file is converted "
+            "on load); pass dtype='float32', 'float64' or 'auto'"
+        )
+    return SUPPORTED_DTYPE_NAMES[name]
+
+
+def _loading_options(path, dtype, kwargs: dict, config_class) -> tuple[str, dict]:
+    """Sort from_pretrained's extra keywords: (the dtype to load in, config overrides).
+
+    Raises ValueError for torch-only options (saying why they do not apply) and for names that are
+    neither options nor fields of ``config_class`` (suggesting the closest).
+    """
+    kwargs = dict(kwargs)
+    torch_dtype = kwargs.pop("torch_dtype", None)
+    if dtype is not None and torch_dtype is not None and _dtype_name(dtype, path) != _dtype_name(torch_dtype, path):
+        raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; give one")
+    dtype = _dtype_name(dtype if dtype is not None else torch_dtype, path)
+    fields = {f.name for f in dataclasses.fields(config_class)} - {"extra", "encoder", "decoder"}
+    overrides = {}
+    for name, value in kwargs.items():
+        if name in TORCH_ONLY_OPTIONS:
+            raise ValueError(f"from_pretrained({name}={value!r}) is a torch/Hub option of transformers that does "
+                             f"not apply here: {TORCH_ONLY_OPTIONS[name]}")  # fmt: skip
+        if name in ALWAYS:
+            if value != ALWAYS[name]:
+                raise ValueError(f"{name}={value!r} is not possible: minibertgen always loads with {name}={ALWAYS[name]}")
+            continue
+        if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields | set(TORCH_ONLY_OPTIONS)), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"from_pretrained got an unknown keyword {name!r}: it is neither a loading option nor a field of "
+                f"{config_class.__name__}{hint}"
+            )
+        overrides[name] = value
+    return dtype, overrides
+
+
+# Dropped tensors that carry nothing the model lacks (transformers does not call them unexpected).
+REDUNDANT = ("an equal copy", "a buffer", "tied to the word embeddings", "tie_encoder_decoder: an equal copy")
+
+
+def loading_info(report: LoadReport) -> dict:
+    """transformers' ``output_loading_info`` dict, from a LoadReport (which has the reasons too).
+
+    Names are in the model's layout (a decoder's keys start with ``bert.``; transformers lists a
+    file's unexpected keys as the file spells them). ``lm_head.decoder.bias`` is listed beside a
+    missing ``lm_head.bias``: transformers counts the one shared bias under both names."""
+    missing = list(report.new)
+    missing += [k.replace("lm_head.bias", "lm_head.decoder.bias") for k in report.new if k.endswith("lm_head.bias")]
+    return {
+        "missing_keys": missing,
+        "unexpected_keys": [key for key, why in report.dropped if not why.startswith(REDUNDANT)],
+        "mismatched_keys": [],  # a shape mismatch raises CheckpointError here
+        "error_msgs": [],
+        "report": report,
+    }
+
+
 def _read_part_config(path, overrides) -> BertGenerationConfig:
     d = read_json(os.path.join(os.fspath(path), "config.json"))
     if d.get("model_type") == "encoder-decoder":
         raise ValueError(f"{path} holds an EncoderDecoderModel; load it with EncoderDecoderModel.from_pretrained")
     config = BertGenerationConfig.from_dict(d)
     return config.replace(**overrides) if overrides else config
+
+
+def _check_token_types(token_type_ids, shape) -> None:
+    """BertGeneration has no token-type embeddings: accept the all-zero token_type_ids a BERT
+    tokenizer returns for single texts, and refuse segment ids it could not tell apart."""
+    if token_type_ids is None:
+        return
+    types = np.asarray(to_numpy(token_type_ids))
+    if types.shape != tuple(shape):
+        raise ValueError(f"token_type_ids has shape {types.shape}, but input_ids has {tuple(shape)}; they must match")
+    if types.size and (types.dtype.kind not in "iub" or types.any()):
+        raise ValueError(
+            "token_type_ids has non-zero entries (the second text of a pair): BertGeneration has no token-type "
+            "embeddings, so segments cannot be told apart. Encode the pair as one sequence. (A BERT checkpoint "
+            "loaded with fold_token_type=True has segment 0's embedding folded into its positions, which makes "
+            "all-zero token_type_ids exact.)"
+        )
 
 
 def _check_memory(memory, batch, hidden):

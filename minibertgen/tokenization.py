@@ -176,6 +176,43 @@ def _special_token_properties(role: str):
             property(token_id, doc=f"The id of the {role} (None if this tokenizer has none)."))  # fmt: skip
 
 
+# ================================================================ what a tokenizer call returns
+
+TENSOR_TYPES = (None, "np", "pt")
+
+
+class BatchEncoding(dict):
+    """A tokenizer call's result: a dict {"input_ids": ..., "attention_mask": ...} whose keys are
+    also attributes (``enc.input_ids``), as transformers' BatchEncoding. ``model(**enc)`` passes it on."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"this BatchEncoding has no {name!r}; it holds {sorted(self)}") from None
+
+    def __dir__(self):
+        return [*super().__dir__(), *self]
+
+
+def _as_tensor(rows: list[list[int]], name: str, kind: str):
+    """Equal-length rows -> a (B, L) int64 array ("np") or torch tensor ("pt")."""
+    lengths = sorted({len(r) for r in rows})
+    if len(lengths) > 1:
+        raise ValueError(
+            f"return_tensors={kind!r} needs rows of one length, but {name} has lengths {lengths[0]}..{lengths[-1]}:"
+            " pass padding=True (or truncation=True with max_length)"
+        )
+    array = np.array(rows, dtype=np.int64).reshape(len(rows), lengths[0] if lengths else 0)
+    if kind == "np":
+        return array
+    try:
+        import torch
+    except ImportError:
+        raise ValueError("return_tensors='pt' needs torch, which is not installed; use return_tensors='np'") from None
+    return torch.from_numpy(array)
+
+
 # ================================================================ the shared outer steps
 
 
@@ -191,6 +228,7 @@ class _Tokenizer:
     model_input_names: tuple[str, ...] = ("input_ids", "attention_mask")
     clean_up_tokenization_spaces = False
     model_max_length: int | None = None
+    padding_side = "right"  # where __call__ pads; "left" as decoder-only generation wants
     bos_token, bos_token_id = _special_token_properties("bos_token")
     eos_token, eos_token_id = _special_token_properties("eos_token")
     unk_token, unk_token_id = _special_token_properties("unk_token")
@@ -352,7 +390,7 @@ class _Tokenizer:
         return a[: len(a) - cut_a], b[: len(b) - cut_b]
 
     def _encode_one(self, text, text_pair, add_special_tokens, truncation, max_length):
-        """(ids, token_type_ids) of one text or pair, truncated, with special tokens."""
+        """(ids, token_type_ids, special_tokens_mask) of one text or pair, truncated, with special tokens."""
         a = self.convert_tokens_to_ids(self.tokenize(_check_text(text)))
         b = None
         if text_pair is not None:
@@ -360,9 +398,13 @@ class _Tokenizer:
         if truncation:
             n_special = self.num_special_tokens_to_add(pair=b is not None) if add_special_tokens else 0
             a, b = self._truncate(a, b, n_special, max_length)
-        if add_special_tokens:
-            return self._add_special_tokens(a, b)
-        return a + (b or []), [0] * (len(a) + len(b or []))
+        if not add_special_tokens:
+            n = len(a) + len(b or [])
+            return a + (b or []), [0] * n, [0] * n
+        ids, types = self._add_special_tokens(a, b)
+        # The same layout over placeholder ids (-1, never a real id) shows where the special tokens went.
+        placeholders, _ = self._add_special_tokens([-1] * len(a), None if b is None else [-1] * len(b))
+        return ids, types, [0 if i == -1 else 1 for i in placeholders]
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True,
                truncation=False, max_length: int | None = None) -> list[int]:  # fmt: skip
@@ -375,16 +417,34 @@ class _Tokenizer:
         return self._encode_one(text, text_pair, add_special_tokens, truncation, max_length)[0]
 
     def __call__(self, text, text_pair=None, add_special_tokens: bool = True, padding=False, truncation=False,
-                 max_length: int | None = None) -> dict:  # fmt: skip
+                 max_length: int | None = None, *, return_tensors: str | None = None,
+                 return_attention_mask: bool | None = None, return_token_type_ids: bool | None = None,
+                 return_special_tokens_mask: bool = False, padding_side: str | None = None,
+                 pad_to_multiple_of: int | None = None) -> BatchEncoding:  # fmt: skip
         """Encode a batch (a list of str; ``text_pair`` a list of the same length) or one str.
 
-        padding: False (none), True / "longest" (to the longest in the batch), "max_length".
+        padding: False (none), True / "longest" (to the longest in the batch), "max_length";
+        ``pad_to_multiple_of`` rounds the padded length up; ``padding_side`` "right" (default: the
+        tokenizer's ``padding_side``) or "left" (as decoder-only generation wants).
         truncation: False, or True ("longest_first": cut from the right to ``max_length``).
-        Returns {name: list of id lists} for each name in ``model_input_names`` ("input_ids",
-        ["token_type_ids",] "attention_mask"); for one str, each value is one flat list. Padding goes
-        on the right with ``pad_token_id``; attention_mask is 1 on tokens, 0 on padding.
+        Returns a BatchEncoding (a dict with attribute access: ``enc.input_ids``) holding "input_ids",
+        ["token_type_ids",] "attention_mask" as ``model_input_names`` says (``return_attention_mask`` /
+        ``return_token_type_ids`` force them on or off; ``return_special_tokens_mask`` adds
+        "special_tokens_mask", 1 on the special tokens added around the text). Values are lists of id
+        lists (for one str, one flat list), or with ``return_tensors="np"`` (B, L) int64 arrays
+        (one str gives B = 1), with ``"pt"`` torch tensors. attention_mask is 1 on tokens, 0 on padding.
         """
         padding, truncation, max_length = self._check_options(padding, truncation, max_length)
+        side = self.padding_side if padding_side is None else padding_side
+        if side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {side!r}")
+        if pad_to_multiple_of is not None:
+            if not _is_int_id(pad_to_multiple_of) or pad_to_multiple_of < 1:
+                raise ValueError(f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
+            if padding is None:
+                raise ValueError(f"pad_to_multiple_of={pad_to_multiple_of} has no effect without padding")
+        if return_tensors not in TENSOR_TYPES:
+            raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
         single = isinstance(text, str)
         texts = [text] if single else text
         if not isinstance(texts, (list, tuple)):
@@ -401,16 +461,30 @@ class _Tokenizer:
         encoded = [self._encode_one(t, p, add_special_tokens, truncation, max_length) for t, p in zip(texts, pairs)]
         width = 0
         if padding == "longest":
-            width = max((len(ids) for ids, _ in encoded), default=0)
+            width = max((len(ids) for ids, _, _ in encoded), default=0)
         elif padding == "max_length":
             width = max_length  # longer (untruncated) rows stay longer, as in the reference
-        columns = {"input_ids": [], "token_type_ids": [], "attention_mask": []}
-        for ids, types in encoded:
+        if pad_to_multiple_of is not None:
+            width = -(-width // pad_to_multiple_of) * pad_to_multiple_of  # round up
+        if self.pad_token_id is None and any(len(ids) < width for ids, _, _ in encoded):
+            raise ValueError("padding needs a pad token, and this tokenizer has none (set pad_token)")
+        names = [n for n in self.model_input_names
+                 if {"attention_mask": return_attention_mask, "token_type_ids": return_token_type_ids}.get(n) is not False]
+        for name, wanted in (("token_type_ids", return_token_type_ids), ("attention_mask", return_attention_mask),
+                             ("special_tokens_mask", return_special_tokens_mask or None)):  # fmt: skip
+            if wanted and name not in names:
+                names.append(name)
+        columns = {name: [] for name in names}
+        for ids, types, special in encoded:
             fill = max(0, width - len(ids))
-            columns["input_ids"].append(ids + [self.pad_token_id] * fill)
-            columns["token_type_ids"].append(types + [0] * fill)
-            columns["attention_mask"].append([1] * len(ids) + [0] * fill)
-        return {name: columns[name][0] if single else columns[name] for name in self.model_input_names}
+            row = {"input_ids": (ids, self.pad_token_id), "token_type_ids": (types, 0),
+                   "attention_mask": ([1] * len(ids), 0), "special_tokens_mask": (special, 1)}  # fmt: skip
+            for name in names:
+                values, pad = row[name]
+                columns[name].append(values + [pad] * fill if side == "right" else [pad] * fill + values)
+        if return_tensors is not None:
+            return BatchEncoding({name: _as_tensor(rows, name, return_tensors) for name, rows in columns.items()})
+        return BatchEncoding({name: rows[0] if single else rows for name, rows in columns.items()})
 
     # ----- ids -> text -----
     def decode(self, ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None) -> str:

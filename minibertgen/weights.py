@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -211,6 +212,7 @@ class LoadReport:
     converted: dict[str, str] = field(default_factory=dict)  # key -> "float16 -> float32"
     folded: list[str] = field(default_factory=list)
     copied: list[tuple[str, str]] = field(default_factory=list)  # (key, the key it starts as a copy of)
+    notes: list[str] = field(default_factory=list)  # decisions about the whole file (e.g. loaded untied)
 
     def merged(self, prefix: str, other: LoadReport, other_prefix: str) -> LoadReport:
         """This report and another, with each part's names prefixed (for encoder + decoder)."""
@@ -222,6 +224,7 @@ class LoadReport:
             out.converted.update({f"{p}.{k}": v for k, v in report.converted.items()})
             out.folded += [f"{p}.{k}" for k in report.folded]
             out.copied += [(f"{p}.{k}", f"{p}.{source}") for k, source in report.copied]
+            out.notes += [f"{p}: {note}" for note in report.notes]
         return out
 
     def __str__(self) -> str:
@@ -242,6 +245,7 @@ class LoadReport:
             lines.append(f"converted {len(self.converted)} tensors: " + ", ".join(kinds))
         if self.folded:
             lines.append("folded: " + ", ".join(self.folded))
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -295,6 +299,8 @@ def load_checkpoint(
     strict=True,
     fold_token_type=False,
     seed=0,
+    new_distance_tables=False,
+    tensors=None,
 ) -> tuple[dict, LoadReport]:
     """Load a checkpoint folder onto the parameter layout ``spec``.
 
@@ -304,17 +310,24 @@ def load_checkpoint(
     warm start creates fresh (N(0, std) seeded by ``seed``, or zeros): every ``crossattention``
     weight, and the LM head when the file has none. ``strict=False`` initialises whatever is
     missing and drops whatever is unexpected, reporting both.
+    new_distance_tables=True also lets relative-position tables the file lacks start fresh (the caller
+    overrode position_embedding_type). ``tensors``: the folder's tensors, if the caller read them already.
     Returns ({name: numpy array of ``dtype``}, LoadReport).
     """
-    tensors = _normalize_keys(read_checkpoint_tensors(folder), role)
+    tensors = _normalize_keys(read_checkpoint_tensors(folder) if tensors is None else dict(tensors), role)
     report = LoadReport()
     flat: dict[str, np.ndarray] = {}
 
     # The LM-head bias: transformers 4.57.6 shares lm_head.bias and lm_head.decoder.bias; either
-    # suffices and, when both are present and differ, lm_head.decoder.bias wins (reference §6).
+    # suffices and, when both are present and differ, lm_head.decoder.bias wins (reference §6), as it
+    # does in 5.x, whose untied head adds lm_head.decoder.bias and leaves lm_head.bias unused.
     for prefix in ("", "decoder."):
         alias, bias = f"{prefix}lm_head.decoder.bias", f"{prefix}lm_head.bias"
-        if alias in tensors and f"{bias}" in spec:
+        if alias in tensors and bias in spec:
+            if bias in tensors:
+                same = _same_values(tensors[bias], tensors[alias])
+                report.dropped.append((bias, "an equal copy of lm_head.decoder.bias" if same else
+                                       "differs from lm_head.decoder.bias, which is used (as transformers runs it)"))
             tensors[bias] = tensors.pop(alias)
     tied_head = [k for k in tensors if k.endswith("lm_head.decoder.weight") and k not in spec]
     for key in tied_head:  # tied: the word embeddings are the LM head; the file's copy is unused
@@ -325,9 +338,11 @@ def load_checkpoint(
             tensors.pop(key)
             report.dropped.append((key, "an encoder has no LM head"))
     if role == "encoder-decoder" and not any(k.startswith("encoder.") for k in spec):
+        differing = set(differing_tied_copies(tensors))  # EncoderDecoderModel.from_pretrained unties these
         for key in [k for k in tensors if k.startswith("encoder.")]:  # tie_encoder_decoder
             tensors.pop(key)
-            report.dropped.append((key, "tie_encoder_decoder: the decoder's copy is used"))
+            report.dropped.append((key, "tie_encoder_decoder: DIFFERS from the decoder's copy, which is used"
+                                   if key in differing else "tie_encoder_decoder: an equal copy of decoder.bert.*"))
 
     if fold_token_type:
         _fold_token_type(tensors, report)
@@ -352,11 +367,20 @@ def load_checkpoint(
 
     missing = [k for k in spec if k not in tensors]
     allowed_new = _warm_start_groups(spec, tensors, role)
+    if new_distance_tables:  # the caller chose relative positions for a file that has none
+        allowed_new |= {k for k in missing if k.endswith("distance_embedding.weight")}
     not_allowed = [k for k in missing if k not in allowed_new]
     if not_allowed and strict:
         hint = ""
         if any(".cls." in k or k.startswith("cls.") for k, _ in report.dropped):
             hint = " (the file has a BERT pre-training head, cls.*, not BertGeneration's lm_head)"
+        elif all(k.endswith("distance_embedding.weight") for k in not_allowed):
+            hint = (
+                " (config.json asks for relative positions but the file has no distance tables, as transformers"
+                " >= 5 saves them: 5.x ran this model with absolute positions. Load it as 5.x ran it with"
+                " position_embedding_type='absolute', or pass position_embedding_type='relative_key' (or"
+                " 'relative_key_query') explicitly to start fresh tables)"
+            )
         raise CheckpointError(f"{folder}: missing tensors {group_names(not_allowed)}{hint}")
     fresh = init_params({k: spec[k] for k in missing}, seed, dtype)
     flat.update(fresh)
@@ -378,6 +402,18 @@ def load_checkpoint(
         flat[key] = value.astype(dtype)
         report.loaded.append(key)
     return {k: flat[k] for k in spec}, report
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def differing_tied_copies(tensors: dict) -> list[str]:
+    """The ``encoder.*`` keys of a tie_encoder_decoder file whose values differ from their ``decoder.bert.*``
+    twin. transformers 4.57.6 writes no encoder copies and this package writes equal ones, but 5.x no
+    longer ties: its files hold two separately trained stacks while config.json still says true."""
+    return [k for k, v in tensors.items() if k.startswith("encoder.") and
+            not _same_values(v, tensors.get("decoder.bert." + k.removeprefix("encoder."), np.empty(0)))]
 
 
 def _warm_start_groups(spec, tensors, role) -> set[str]:
@@ -420,6 +456,15 @@ def save_checkpoint(folder, flat: dict, config_dict: dict, *, role: str, config,
     generation_fields (a GenerationConfig's ``to_dict()``) override the config's token ids.
     """
     folder = os.fspath(folder)
+    parts = [getattr(config, "encoder", None), getattr(config, "decoder", None)] if role == "encoder-decoder" else [config]
+    relative = sorted({p.position_embedding_type for p in parts if p.position_embedding_type != "absolute"})
+    if relative:
+        warnings.warn(
+            f"{folder}: this model uses position_embedding_type={relative[0]!r}. transformers 4.57.6 loads and runs"
+            " it exactly, but transformers >= 5 removed relative positions: it drops the distance_embedding"
+            " tensors (reported as unexpected) and runs the model with absolute positions, giving other outputs",
+            UserWarning, stacklevel=3,
+        )  # fmt: skip
     os.makedirs(folder, exist_ok=True)
     tensors = {k: to_numpy(v) for k, v in flat.items()}
     for prefix in ("", "decoder."):
