@@ -21,12 +21,14 @@ from .model import (
 )
 from .generate import GenerateOutput, TextStreamer
 from .generation_config import GenerationConfig
+from .auto_tokenizer import AutoTokenizer
 from .tokenization import BatchEncoding, BertGenerationTokenizer, BertTokenizer, TokenizerInputError
 from .weights import CheckpointError, LoadReport, flatten, unflatten
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoTokenizer",
     "BatchEncoding",
     "BertGenerationConfig",
     "BertGenerationTokenizer",
