@@ -18,8 +18,13 @@ from .tokenization import TOKENIZER_CONFIG, BertGenerationTokenizer, BertTokeniz
 
 
 def _roberta():
-    from .tokenization_roberta import RobertaTokenizer  # imported late: that module builds on this package
-
+    try:
+        from .tokenization_roberta import RobertaTokenizer  # imported late: that module builds on this package
+    except ImportError:
+        raise ValueError(
+            "this folder holds a RoBERTa byte-level BPE tokenizer (vocab.json + merges.txt), which minibertgen "
+            "does not implement yet"
+        ) from None
     return RobertaTokenizer
 
 

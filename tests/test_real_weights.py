@@ -179,7 +179,9 @@ def test_saved_bert2bert_loads_in_transformers_with_the_same_logits(bert2bert, t
     assert abs(float(mbg.to_numpy(ours.loss)) - ref["loss"]) < 1e-5
     # ... and back: the same file loads here with nothing new or dropped, every tensor bit-identical.
     back = mbg.EncoderDecoderModel.from_pretrained(tmp_path)
-    assert back.load_report.new == [] and back.load_report.dropped == []
+    assert back.load_report.new == []
+    # Only the LM-head bias's second name, which save_pretrained writes for transformers 5.x, is unused.
+    assert back.load_report.dropped == [("decoder.lm_head.bias", "an equal copy of lm_head.decoder.bias")]
     saved, loaded = mbg.flatten(bert2bert.params), mbg.flatten(back.params)
     assert sorted(loaded) == sorted(saved)
     assert all(np.array_equal(mbg.to_numpy(loaded[k]), mbg.to_numpy(saved[k])) for k in saved)
