@@ -195,9 +195,8 @@ class _Module:
     @classmethod
     def _from_checkpoint(cls, path, config, *, seed=0, backend=None, dtype="float32", strict=True,
                          fold_token_type=False, new_distance_tables=False, tensors=None):  # fmt: skip
-        """A model of ``config`` with the weights of the checkpoint folder (see weights.load_checkpoint)."""
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        """A model of ``config`` with the weights of the checkpoint folder (see weights.load_checkpoint).
+        ``dtype`` is one of DTYPES (from_pretrained's ``_loading_options`` has checked it)."""
         model = cls.__new__(cls)
         model.config = config
         flat, model.load_report = load_checkpoint(path, model._param_spec(), role=cls.ROLE, dtype=dtype,

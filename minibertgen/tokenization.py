@@ -468,12 +468,11 @@ class _Tokenizer:
             width = -(-width // pad_to_multiple_of) * pad_to_multiple_of  # round up
         if self.pad_token_id is None and any(len(ids) < width for ids, _, _ in encoded):
             raise ValueError("padding needs a pad token, and this tokenizer has none (set pad_token)")
-        names = [n for n in self.model_input_names
-                 if {"attention_mask": return_attention_mask, "token_type_ids": return_token_type_ids}.get(n) is not False]
-        for name, wanted in (("token_type_ids", return_token_type_ids), ("attention_mask", return_attention_mask),
-                             ("special_tokens_mask", return_special_tokens_mask or None)):  # fmt: skip
-            if wanted and name not in names:
-                names.append(name)
+        # None: as model_input_names says; True / False: on or off whatever it says.
+        asked = {"token_type_ids": return_token_type_ids, "attention_mask": return_attention_mask,
+                 "special_tokens_mask": return_special_tokens_mask or None}  # fmt: skip
+        names = [n for n in self.model_input_names if asked.get(n) is not False]
+        names += [n for n, on in asked.items() if on and n not in names]
         columns = {name: [] for name in names}
         for ids, types, special in encoded:
             fill = max(0, width - len(ids))

@@ -102,6 +102,7 @@ def test_a_model_built_from_parts_runs_the_parts_weights():
     assert model.config.tie_encoder_decoder is False and model.config.decoder.add_cross_attention
     memory = encoder(IDS, MASK)
     expected = decoder(DEC, encoder_hidden_states=memory, encoder_attention_mask=MASK).logits
+    # Exact: the same arrays go through the same operations in the same order.
     assert_close(model(IDS, MASK, decoder_input_ids=DEC).logits, expected, atol=0, rtol=0, name="logits")
 
 
@@ -212,6 +213,7 @@ def test_models_take_what_the_tokenizer_returns(bert_dir):
     batch = tokenizer(TEXTS, padding=True, return_tensors="np")
     assert "token_type_ids" in batch
     hidden = encoder(**batch)
+    # Exact: all-zero token types are checked and then ignored, so the computation is the same one.
     assert_close(hidden, encoder(batch.input_ids, batch.attention_mask), atol=0, rtol=0, name="hidden")
     with pytest.raises(ValueError, match="fold_token_type"):
         encoder(**tokenizer(TEXTS, ["a pair"] * 3, padding=True, return_tensors="np"))

@@ -66,6 +66,9 @@ def test_saving_relative_positions_warns_about_transformers_5(tmp_path, kind):
     model = mbg.BertGenerationEncoder(CFG.replace(position_embedding_type=kind), seed=0)
     with pytest.warns(UserWarning, match="transformers >= 5"):
         model.save_pretrained(tmp_path)
+    # A warning, not a refusal: the file is written, and loads here with its distance tables.
+    loaded = mbg.BertGenerationEncoder.from_pretrained(tmp_path)
+    assert loaded.load_report.new == [] and loaded.config.position_embedding_type == kind
 
 
 def test_a_5x_relative_config_without_tables_is_refused_with_the_way_out(tmp_path):
