@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 
-from .tokenization import TOKENIZER_CONFIG, BertGenerationTokenizer, BertTokenizer, _read_json
+from .config import read_json
+from .tokenization import TOKENIZER_CONFIG, BertGenerationTokenizer, BertTokenizer
 
 
 def _roberta():
@@ -56,7 +57,7 @@ class AutoTokenizer:
             raise FileNotFoundError(f"tokenizer folder not found (not a directory): {folder!r}")
         config_path = os.path.join(folder, TOKENIZER_CONFIG)
         if os.path.isfile(config_path):
-            name = _read_json(config_path).get("tokenizer_class")
+            name = read_json(config_path).get("tokenizer_class")
             if name is not None:
                 base = str(name).removesuffix("Fast")
                 if base not in CLASSES:

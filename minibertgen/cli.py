@@ -8,7 +8,8 @@
     minibertgen verify         compare against the committed reference dumps (and live transformers)
     minibertgen demo           warm start vs random init on a sentence-fusion task, in a few minutes
 
-Every subcommand exits non-zero with one line on stderr for bad input; ``--debug`` shows the traceback.
+Every subcommand exits 1 with one line on stderr for bad input (2 for a usage mistake); an unexpected
+exception is a bug: exit 70 with a one-line "please report" message. ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .config import read_text
 from .demo import RECIPE
 
 
@@ -161,8 +163,7 @@ def cmd_generate(args) -> int:
     if args.texts:
         texts = args.texts
     elif args.file and str(args.file) != "-":
-        with open(args.file, encoding="utf-8") as f:
-            texts = [line.rstrip("\n") for line in f if line.strip()]
+        texts = [line for line in read_text(args.file).split("\n") if line.strip()]
     else:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
@@ -331,16 +332,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input or machine can cause: one line on stderr. Anything else is a bug."""
+    from .backend import BackendUnavailableError
+    from .fetch import FetchError
+    from .reference import OracleUnavailable
+    from .train import TrainingError
+
+    # CheckpointError and TokenizerInputError are ValueErrors; a full disk or a missing file is an OSError.
+    return (ValueError, OSError, MemoryError, FetchError, TrainingError, BackendUnavailableError, OracleUnavailable)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__  # a bare MemoryError() has no message
+
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): not the user's mistake
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError, RuntimeError, KeyError) as exc:
-        if args.debug:
-            raise
-        print(f"minibertgen {args.command}: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except expected_errors() as exc:
+        if args.debug:
+            raise
+        print(f"minibertgen {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"minibertgen {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} -- this is a bug "
+              f"in minibertgen {__version__}; please report it with the command and the traceback that --debug "
+              "shows", file=sys.stderr)  # fmt: skip
+        return INTERNAL_ERROR

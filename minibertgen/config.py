@@ -256,16 +256,29 @@ def check_tieable(encoder: BertGenerationConfig, decoder: BertGenerationConfig) 
             )
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file's contents ("\r\n" read as "\n"), with an error that names the file if it is not UTF-8."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{os.fspath(path)} is not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset "
+                         f"{exc.start} cannot be decoded") from None  # fmt: skip
+
+
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """Read a JSON object from a file, with errors that name the file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
+        raise ValueError(f"{path} holds {kind}, expected a JSON object ({{...}})")
+    return data
 
 
 def write_json_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:

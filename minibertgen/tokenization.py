@@ -68,6 +68,7 @@ import numpy as np
 import sentencepiece as spm
 
 from .backend import to_numpy
+from .config import read_json, read_text
 
 # The order in which transformers lists special tokens (SpecialTokensMixin). It matters: special
 # tokens missing from the vocabulary get new ids in this order (fixture: <::::> 1000, <pad> 1001).
@@ -133,17 +134,6 @@ def _write_atomic(path: str, data: bytes) -> None:
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
 
 
 def _token_content(value, name: str):
@@ -732,9 +722,10 @@ def load_vocab_txt(path) -> list[str]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"WordPiece vocabulary file not found: {path!r}")
-    with open(path, encoding="utf-8") as f:
-        # Text mode turns "\r\n" into "\n"; only the newline is removed, any other spaces are kept.
-        tokens = [line.rstrip("\n") for line in f]
+    # Text mode turns "\r\n" into "\n"; only the newline is removed, any other spaces are kept.
+    tokens = read_text(path).split("\n")
+    if tokens and tokens[-1] == "":  # the final newline ends the last line; it starts no empty token
+        tokens.pop()
     if not tokens:
         raise ValueError(f"vocabulary file {path!r} is empty")
     seen: dict[str, int] = {}
@@ -904,10 +895,10 @@ def _read_tokenizer_config(folder: str, classes: tuple[str, ...], keys: tuple[st
     """
     kwargs: dict = {}
     path = os.path.join(folder, TOKENIZER_CONFIG)
-    config = _read_json(path) if os.path.isfile(path) else {}
+    config = read_json(path) if os.path.isfile(path) else {}
     special_map = os.path.join(folder, "special_tokens_map.json")
     if os.path.isfile(special_map):  # transformers lets this file name the special tokens too
-        config = {**config, **{k: v for k, v in _read_json(special_map).items() if k in SPECIAL_TOKEN_ROLES}}
+        config = {**config, **{k: v for k, v in read_json(special_map).items() if k in SPECIAL_TOKEN_ROLES}}
     cls = config.get("tokenizer_class")
     if cls is not None and cls not in classes:
         raise ValueError(f"{path} is for a {cls}, not one of {', '.join(classes)}")
@@ -929,7 +920,7 @@ def _check_added_tokens(folder: str, tokenizer: _Tokenizer) -> None:
     if not os.path.isfile(path):
         return
     vocab = tokenizer.get_vocab()
-    for key, entry in (_read_json(path).get("added_tokens_decoder") or {}).items():
+    for key, entry in (read_json(path).get("added_tokens_decoder") or {}).items():
         content = _token_content(entry, f"added_tokens_decoder[{key}]")
         if str(vocab.get(content)) != str(key):
             raise ValueError(

