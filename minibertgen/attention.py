@@ -184,7 +184,8 @@ def attention_forward(
     """Multi-head attention (transformers' BertSelfAttention): the context, before the output dense.
 
     x: (B, Tq, D) the queries' input. memory: (B, Tk, D) the keys' and values' input, or None for
-    self-attention (memory = x). p: {"query", "key", "value"} linears and, for relative positions,
+    self-attention (memory = x); in generation memory may have B / g rows, each shared by g
+    consecutive rows of x (and mask_add then has the memory's rows). p: {"query", "key", "value"} linears and, for relative positions,
     "distance_embedding" (2P-1, Dh). mask_add: additive mask broadcastable to (B, H, Tq, Tk), or None.
     query_positions: (Tq,) position of each query (relative types only); max_positions: P.
     past_kv: the generation KV cache, {"k", "v"} (B, H, Tp, Dh): for self-attention the keys and
@@ -208,6 +209,16 @@ def attention_forward(
             k = xp.concatenate([past_kv["k"], k], axis=2)  # (B, H, Tp + Tq, Dh)
             v = xp.concatenate([past_kv["v"], v], axis=2)
     head_dim = q.shape[-1]
+    # Generation may give cross-attention one memory row per input and g = N / B query rows (beams or
+    # returned sequences) per input: each input's g rows become g * Tq query rows of one product with
+    # its keys, so the memory's K and V are computed, stored and read once per input, not g times.
+    N, groups = q.shape[0], q.shape[0] // k.shape[0]
+    if groups > 1:
+        if train or memory is None or q.shape[0] != groups * k.shape[0]:
+            raise ValueError(f"{q.shape[0]} query rows for {k.shape[0]} memory rows: only generation's "
+                             "cross-attention shares one memory row among several query rows")  # fmt: skip
+        H, Tq = q.shape[1], q.shape[2]
+        q = q.reshape(-1, groups, H, Tq, head_dim).transpose(0, 2, 1, 3, 4).reshape(-1, H, groups * Tq, head_dim)
 
     raw = q @ k.transpose(0, 1, 3, 2)  # (B, H, Tq, Dh) @ (B, H, Dh, Tk) -> (B, H, Tq, Tk)
     extra, position_cache = position_scores_forward(q, k, p, position_embedding_type, query_positions, max_positions)
@@ -218,14 +229,17 @@ def attention_forward(
         scores = scores + mask_add  # after scaling, as the reference
     probs, softmax_cache = softmax_forward(scores)  # (B, H, Tq, Tk)
     probs_dropped, dropout_cache = dropout_forward(probs, dropout_prob, rng, train)
-    context = merge_heads(probs_dropped @ v)  # (B, H, Tq, Dh) -> (B, Tq, D)
+    heads = probs_dropped @ v  # (B, H, Tq, Tk) @ (B, H, Tk, Dh) -> (B, H, Tq, Dh)
+    if groups > 1:  # (B, H, g * Tq, Dh) -> (B * g, H, Tq, Dh): back to one row per query row
+        heads = heads.reshape(-1, H, groups, Tq, head_dim).transpose(0, 2, 1, 3, 4).reshape(N, H, Tq, head_dim)
+    context = merge_heads(heads)  # (B, H, Tq, Dh) -> (B, Tq, D)
 
     cache = {
         "q": q, "k": k, "v": v, "probs": probs, "probs_dropped": probs_dropped,
         "q_cache": q_cache, "k_cache": k_cache, "v_cache": v_cache,
         "softmax": softmax_cache, "dropout": dropout_cache,
         "position": position_cache, "self_attention": memory is None,
-        "used_past": past_kv is not None,
+        "used_past": past_kv is not None, "groups": groups,
     }  # fmt: skip
     return context, cache
 
@@ -236,7 +250,7 @@ def attention_backward(dcontext, cache):
     dcontext: (B, Tq, D) -> dx (B, Tq, D); dmemory (B, Tk, D), or None for self-attention (where the
     key/value gradients are already in dx); parameter gradients like p.
     """
-    if cache["used_past"]:
+    if cache["used_past"] or cache["groups"] > 1:
         raise ValueError("backward through a generation step (past_kv) is not supported: run a full forward")
     q, k, v = cache["q"], cache["k"], cache["v"]
     head_dim = q.shape[-1]

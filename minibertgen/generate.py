@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import as_ids, as_mask, backend_module, get_xp, to_numpy
+from .backend import as_ids, as_mask, get_xp, to_numpy
 from .generation_config import GenerationConfig, GenerationSettings, merge, resolve_settings
 from .ops import log_softmax, softmax_forward
 from .processors import apply_processors, build_processors
@@ -96,10 +96,12 @@ def next_logits(model, sequences, past, memory, memory_mask, use_cache):
 
 
 def reorder_past(past, index):
-    """Select rows of every cached key and value: beam search follows each beam's parent. index: (N,)"""
+    """Beam search follows each beam's parent: select rows of every cached self-attention key and
+    value. index: (N,). The cross-attention keys and values are one per input, shared by its beams
+    (see attention_forward), so they stay as they are: a beam's parent is always of the same input."""
     if past is None:
         return None
-    return [{part: {"k": kv["k"][index], "v": kv["v"][index]} for part, kv in layer.items()} for layer in past]
+    return [{**layer, "self": {"k": layer["self"]["k"][index], "v": layer["self"]["v"][index]}} for layer in past]
 
 
 # ================================================================ random draws
@@ -224,10 +226,10 @@ def greedy_search(model, memory, memory_mask, s: GenerationSettings, steps=(), r
                   streamer=None) -> GenerateOutput:  # fmt: skip
     """Take the best token (or draw one) at each step until every row has emitted eos or max_length.
 
-    memory, memory_mask: (N, S, D), (N, S), each input's rows repeated num_return_sequences times.
+    memory, memory_mask: (B, S, D), (B, S), one row per input, shared by its num_return_sequences rows.
     steps: the (name, function) processors of ``build_processors``.
     """
-    N = memory.shape[0]
+    N = memory.shape[0] * s.num_return_sequences  # sampling may return several sequences per input
     sequences = np.full((N, 1), s.decoder_start_token_id, dtype=np.int64)  # host: (N, L)
     unfinished = np.ones(N, dtype=bool)
     scores_seen, logits_seen = [], []
@@ -266,7 +268,7 @@ def beam_search(model, memory, memory_mask, s: GenerationSettings, batch_size: i
                 rngs=None) -> GenerateOutput:  # fmt: skip
     """Beam search exactly as the reference (reference §10, steps 1-8); with do_sample, beam sampling.
 
-    memory, memory_mask: (B * k, S, D), (B * k, S), each item's rows repeated k times.
+    memory, memory_mask: (B, S, D), (B, S), one row per item, shared by its k beams.
     steps: the processors of ``build_processors`` (default: those ``s`` switches on).
     """
     xp = get_xp(memory)
@@ -385,7 +387,6 @@ def generate(model, input_ids, attention_mask=None, *, generation_config: Genera
     if streamer is not None and s.num_beams > 1:
         raise ValueError("streamer= works with greedy decoding and sampling only (num_beams=1), as in transformers")
     backend = model.backend
-    xp = backend_module(backend)
     ids = as_ids(input_ids, "input_ids", model.config.encoder.vocab_size, backend)
     if attention_mask is None:
         pad_in_input = bool((ids == s.pad_token_id).any())
@@ -395,10 +396,8 @@ def generate(model, input_ids, attention_mask=None, *, generation_config: Genera
     B = ids.shape[0]
     rngs = make_rngs(rng, seed, B) if s.do_sample else None
     steps = build_processors(s, to_numpy(ids))
-    memory = encode_once(model, ids, mask)
-    rows = xp.repeat(xp.arange(B), max(s.num_beams, s.num_return_sequences))  # each item k times
-    memory = memory[rows]
-    mask = None if mask is None else mask[rows]
+    memory = encode_once(model, ids, mask)  # (B, S, D): one row per input, shared by its k rows of
+    # beams (or returned sequences): the decoder's cross-attention reads it without repeating it
     if s.num_beams == 1:
         out = greedy_search(model, memory, mask, s, steps, rngs, B, streamer)
     else:
