@@ -176,3 +176,41 @@ def test_saved_generation_config_gives_transformers_our_start_token(tmp_path):
         theirs = hf.generate(input_ids=torch.from_numpy(ids), max_new_tokens=5, num_beams=2)
     ours = mbg.EncoderDecoderModel.from_pretrained(tmp_path, dtype="float64").generate(ids, max_new_tokens=5, num_beams=2)
     assert theirs[0, 0].item() == 7 and ours.tolist() == theirs.tolist()
+
+
+@pytest.mark.parametrize("pos", ["absolute", "relative_key_query"])
+def test_beams_share_their_input_s_cross_attention_keys_and_values(pos, monkeypatch):
+    """The memory is not repeated per beam: each step's cross K/V have one row per input, and the
+    scores equal decoding against a memory repeated k times (the textbook layout)."""
+    from minibertgen import generate as gen
+
+    model = tiny_model(pos)
+    ids = np.random.default_rng(3).integers(3, 24, size=(3, 5))
+    k = 4
+    seen = []
+    original = gen.decoder_step
+
+    def recording_step(model, tokens, past, memory, memory_mask):
+        logits, present = original(model, tokens, past, memory, memory_mask)
+        seen.append((tokens.shape[0], present[0]["cross"]["k"].shape[0]))
+        repeated = np.repeat(memory, tokens.shape[0] // memory.shape[0], axis=0)
+        past_repeated = None if past is None else [
+            {"self": layer["self"], "cross": {n: np.repeat(a, k, axis=0) for n, a in layer["cross"].items()}}
+            for layer in past]  # fmt: skip
+        want, _ = original(model, tokens, past_repeated, repeated, None)
+        np.testing.assert_allclose(logits, want, rtol=0, atol=1e-6)  # float32 logits of float64 sums in two orders
+        return logits, present
+
+    monkeypatch.setattr(gen, "decoder_step", recording_step)
+    model.generate(ids, num_beams=k, max_new_tokens=4)
+    assert seen and all(rows == 3 * k and cross_rows == 3 for rows, cross_rows in seen)
+
+
+def test_shared_memory_is_refused_outside_generation():
+    from minibertgen.attention import attention_forward
+
+    model = tiny_model()
+    p = model.params["decoder"]["bert"]["encoder"]["layer"][0]["crossattention"]["self"]
+    x, memory = np.ones((4, 2, 16)), np.ones((2, 3, 16))
+    with pytest.raises(ValueError, match="only generation's cross-attention shares one memory row"):
+        attention_forward(x, p, None, 2, memory=memory, train=True)
