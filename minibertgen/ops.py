@@ -182,17 +182,30 @@ ACTIVATION_FUNCTIONS = {
 
 
 def activation_forward(x, name):
-    """Apply the activation called ``name`` (a transformers ACT2FN name). x: (...) -> (...)"""
+    """Apply the activation called ``name`` (a transformers ACT2FN name). x: (...) -> (...)
+
+    The cache is (x, name, extra): extra is None, except for BERT's exact GELU, where it holds
+    1 + erf(x / sqrt 2) so that the backward does not compute erf again (erf is the slowest
+    elementwise function here: about half of the FFN's time on the CPU). Same numbers as
+    ``_gelu_erf`` and ``_gelu_erf_grad``, the formulas in ACTIVATION_FUNCTIONS.
+    """
     if name not in ACTIVATION_FUNCTIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATION_FUNCTIONS)}")
+    if name in ("gelu", "gelu_python"):
+        one_plus_erf = 1.0 + erf(x / math.sqrt(2.0))  # 2 Phi(x)
+        return (0.5 * x * one_plus_erf).astype(x.dtype, copy=False), (x, name, one_plus_erf)
     out = ACTIVATION_FUNCTIONS[name][0](x).astype(x.dtype, copy=False)  # erf may return float64: keep the dtype
-    return out, (x, name)
+    return out, (x, name, None)
 
 
 def activation_backward(dout, cache):
     """y = f(x)  =>  dx = dout * f'(x). dout: (...) -> dx (...)"""
-    x, name = cache
-    return (dout * ACTIVATION_FUNCTIONS[name][1](x)).astype(dout.dtype, copy=False)
+    x, name, one_plus_erf = cache
+    if one_plus_erf is not None:  # gelu' = Phi(x) + x phi(x), with Phi from the forward
+        grad = 0.5 * one_plus_erf + x * INV_SQRT_2PI * get_xp(x).exp(-0.5 * x * x)
+    else:
+        grad = ACTIVATION_FUNCTIONS[name][1](x)
+    return (dout * grad).astype(dout.dtype, copy=False)
 
 
 # ---------------------------------------------------------------- softmax
