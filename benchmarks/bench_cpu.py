@@ -22,7 +22,10 @@ Rows (``--rows``, comma-separated; default all):
                batch 1 and batch 8, sources of 128 tokens;
 - ``memory``   peak RSS of two training steps, each side in its own fresh process;
 - ``gflops``   matmul FLOPs of the training step / its median time, against this machine's float32
-               matmul peak measured here with NumPy (best of n = 1024, 1536, 2048).
+               matmul peak measured here with NumPy (best of n = 1024, 1536, 2048);
+- ``scale_encoder``, ``scale_beam``, ``scale_batch``  how cost grows: encoder forward at S = 64 ... 512
+               with the fitted exponent, beam search time per token at 8 ... 64 new tokens (flat with
+               a KV cache), forward + backward at B = 1 ... 8 (half the repeats of the other rows).
 
 Thread count: torch gets ``torch.set_num_threads(n)`` with n = the number of threads NumPy's BLAS
 (OpenBLAS) uses, read through ctypes; ``--threads n`` sets both. Note that NumPy's elementwise ufuncs
@@ -58,7 +61,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 import minibertgen as mbg  # noqa: E402
 from minibertgen.train import AdamW, clip_grad_norm  # noqa: E402
 
-ALL_ROWS = ("encoder", "fwdbwd", "train", "beam1", "beam8", "memory", "gflops")
+ALL_ROWS = ("encoder", "fwdbwd", "train", "beam1", "beam8", "memory", "gflops", "scale_encoder", "scale_beam",
+            "scale_batch")  # fmt: skip
 GOALS = {  # ours/torch, from issue 8 (gflops: fraction of the matmul peak)
     "encoder": ("<=", 0.9), "fwdbwd": ("<=", 1.0), "train": ("<=", 1.0),
     "beam1": ("<=", 0.5), "beam8": ("<=", 0.5), "memory": ("<=", 1.0), "gflops": (">=", 0.6),
@@ -375,7 +379,6 @@ def row_train(s: Sides, repeats):
         s.ours.params = saved_params
         s.hf.load_state_dict(saved_state)
         s.hf.eval()
-        del t_optimizer, optimizer
         s.hf.zero_grad(set_to_none=True)
     flops = train_flops(s.ours.config, 8, 128, 32)
     return times, flops, "dropout 0.1; AdamW lr 1e-4, wd 0.01; clip 1.0"
@@ -398,6 +401,95 @@ def row_beam(s: Sides, repeats, key):
     times = alternate({"ours": ours, "torch": torch_side}, repeats)
     same = result["ours"].shape == result["torch"].shape and bool((result["ours"] == result["torch"]).all())
     return times, None, f"output {tuple(result['ours'].shape)}, same tokens as torch: {'yes' if same else 'NO'}"
+
+
+# ---------------------------------------------------------------- scaling: how cost grows
+
+
+def fitted_exponent(xs, ts) -> float:
+    """The slope of log t against log x (least squares): t ~ x^slope."""
+    return float(np.polyfit(np.log(xs), np.log(ts), 1)[0])
+
+
+def scale_encoder(s: Sides, repeats) -> str:
+    """Encoder forward at B=8 and S = 64, 128, 256, 512: attention's S^2 term shows at long S."""
+    lines, sizes, ours_t, torch_t = [], (64, 128, 256, 512), [], []
+    rng = np.random.default_rng(5)
+    for S in sizes:
+        ids = rng.integers(1000, s.ours.config.encoder.vocab_size, (8, S)).astype(np.int64)
+        t_ids = s.torch.from_numpy(ids)
+
+        def ours(ids=ids):
+            return s.ours.encoder(ids)
+
+        def torch_side(t_ids=t_ids):
+            with s.torch.inference_mode():
+                return s.hf.encoder(input_ids=t_ids).last_hidden_state
+
+        times = alternate({"ours": ours, "torch": torch_side}, repeats)
+        mo, mt = statistics.median(times["ours"]), statistics.median(times["torch"])
+        ours_t.append(mo)
+        torch_t.append(mt)
+        lines.append(f"| S = {S} | {fmt_time(mo)} | {fmt_time(mt)} | {mo / mt:.2f} |")
+    lines.append(f"| fitted exponent (t ~ S^a) | a = {fitted_exponent(sizes, ours_t):.2f} | "
+                 f"a = {fitted_exponent(sizes, torch_t):.2f} | |")  # fmt: skip
+    return "| encoder forward, B=8 | ours | torch | ours/torch |\n|---|---|---|---|\n" + "\n".join(lines) + "\n"
+
+
+def scale_beam(s: Sides, repeats) -> str:
+    """Beam search (4 beams, B=1) time per new token against the number of new tokens: with a KV
+    cache each step costs about the same, so the time per token stays flat."""
+    ids = s.inputs["beam1"]
+    t_ids = s.torch.from_numpy(ids)
+    lines = []
+    for n in (8, 16, 32, 64):
+        kwargs = dict(num_beams=4, max_new_tokens=n, min_new_tokens=n)
+
+        def ours(kwargs=kwargs):
+            return s.ours.generate(ids, **kwargs)
+
+        def torch_side(kwargs=kwargs):
+            with s.torch.inference_mode():
+                return s.hf.generate(input_ids=t_ids, **kwargs)
+
+        times = alternate({"ours": ours, "torch": torch_side}, repeats)
+        mo, mt = statistics.median(times["ours"]), statistics.median(times["torch"])
+        lines.append(f"| {n} new tokens | {mo / n * 1e3:.1f} ms | {mt / n * 1e3:.1f} ms | {mo / mt:.2f} |")
+    return ("| beam search, 4 beams, B=1, S=128: time per new token | ours | torch | ours/torch |\n|---|---|---|---|\n"
+            + "\n".join(lines) + "\n")  # fmt: skip
+
+
+def scale_batch(s: Sides, repeats) -> str:
+    """Forward + backward (no dropout) at S=128, T=32 against the batch size: linear in B once the
+    matmuls are big enough to run near the BLAS peak."""
+    rng = np.random.default_rng(6)
+    lines, sizes, ours_t, torch_t = [], (1, 2, 4, 8), [], []
+    s.hf.eval()
+    for B in sizes:
+        V = s.ours.config.decoder.vocab_size
+        ids, labels = rng.integers(1000, V, (B, 128)).astype(np.int64), rng.integers(1000, V, (B, 32)).astype(np.int64)
+        t_ids, t_labels = s.torch.from_numpy(ids), s.torch.from_numpy(labels)
+
+        def ours(ids=ids, labels=labels):
+            s.ours.backward(s.ours(ids, labels=labels))
+
+        def torch_side(t_ids=t_ids, t_labels=t_labels):
+            s.hf.zero_grad(set_to_none=True)
+            _hf_loss(s, t_ids, t_labels).backward()
+
+        times = alternate({"ours": ours, "torch": torch_side}, repeats)
+        mo, mt = statistics.median(times["ours"]), statistics.median(times["torch"])
+        ours_t.append(mo)
+        torch_t.append(mt)
+        lines.append(f"| B = {B} | {fmt_time(mo)} | {fmt_time(mt)} | {mo / mt:.2f} |")
+    s.hf.zero_grad(set_to_none=True)
+    lines.append(f"| fitted exponent (t ~ B^a) | a = {fitted_exponent(sizes, ours_t):.2f} | "
+                 f"a = {fitted_exponent(sizes, torch_t):.2f} | |")  # fmt: skip
+    return ("| forward + backward, S=128, T=32 | ours | torch | ours/torch |\n|---|---|---|---|\n"
+            + "\n".join(lines) + "\n")  # fmt: skip
+
+
+SCALING = {"scale_encoder": scale_encoder, "scale_beam": scale_beam, "scale_batch": scale_batch}
 
 
 # ---------------------------------------------------------------- memory (child processes)
@@ -575,10 +667,13 @@ def main(argv=None) -> int:
         "beam8": "beam search, 4 beams, 32 new tokens, B=8",
     }
     flops_of = {}
+    scaling_text = []
     for row in order:
         started, n_rows = time.perf_counter(), len(table)
         other = OtherLoad().__enter__()
-        if row in ("encoder", "fwdbwd", "train", "beam1", "beam8"):
+        if row in SCALING:
+            scaling_text.append(SCALING[row](s, max(2, repeats // 2)))
+        elif row in ("encoder", "fwdbwd", "train", "beam1", "beam8"):
             if row == "encoder":
                 times, flops, note = row_encoder(s, repeats)
             elif row == "fwdbwd":
@@ -631,6 +726,8 @@ def main(argv=None) -> int:
     if WAIT_IDLE["max_s"] > 0:
         text += (f"--wait-idle {WAIT_IDLE['max_s']:g}: waited {WAIT_IDLE['waited_s']:.0f} s in all for a quiet machine; "
                  f"{WAIT_IDLE['busy_starts']} timed calls started while other processes were busy\n")  # fmt: skip
+    if scaling_text:
+        text += "\nHow cost grows (medians; the same alternation as above):\n\n" + "\n".join(scaling_text)
     print()
     print(text)
     if args.out:
