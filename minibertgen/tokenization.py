@@ -236,7 +236,11 @@ class _Tokenizer:
             raise FileNotFoundError(f"tokenizer folder not found (not a directory): {folder!r}")
         kwargs = _read_tokenizer_config(folder, class_names, keys)
         kwargs.update(overrides)
+        padding_side = kwargs.pop("padding_side", "right")  # an attribute, not a constructor argument
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r} (in {folder})")
         tokenizer = cls(os.path.join(folder, vocab_name), **kwargs)
+        tokenizer.padding_side = padding_side
         _check_added_tokens(folder, tokenizer)
         return tokenizer
 
@@ -607,7 +611,7 @@ class BertGenerationTokenizer(_Tokenizer):
         (vocab_path,) = self.save_vocabulary(save_directory)
         config = {"tokenizer_class": "BertGenerationTokenizer", **self._specials,
                   "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}  # fmt: skip
-        return _write_tokenizer_config(save_directory, config, self.model_max_length), vocab_path
+        return _write_tokenizer_config(save_directory, config, self.model_max_length, self.padding_side), vocab_path
 
 
 # ================================================================ BertTokenizer (WordPiece)
@@ -871,7 +875,7 @@ class BertTokenizer(_Tokenizer):
             "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
             **self._specials,
         }
-        return _write_tokenizer_config(save_directory, config, self.model_max_length), vocab_path
+        return _write_tokenizer_config(save_directory, config, self.model_max_length, self.padding_side), vocab_path
 
 
 # ================================================================ tokenizer folders
@@ -890,7 +894,7 @@ def _check_model_max_length(value):
 def _read_tokenizer_config(folder: str, classes: tuple[str, ...], keys: tuple[str, ...]) -> dict:
     """Constructor arguments from ``tokenizer_config.json`` (and special_tokens_map.json) if present.
 
-    Keys this tokenizer has no use for (padding_side, added_tokens_decoder, ...) are ignored;
+    Keys this tokenizer has no use for (truncation_side, added_tokens_decoder, ...) are ignored;
     a tokenizer_class other than ``classes`` raises, since its algorithm may differ.
     """
     kwargs: dict = {}
@@ -911,6 +915,8 @@ def _read_tokenizer_config(folder: str, classes: tuple[str, ...], keys: tuple[st
             kwargs[key] = _token_content(config[key], key) if key in SPECIAL_TOKEN_ROLES else config[key]
     if config.get("model_max_length") is not None:
         kwargs["model_max_length"] = config["model_max_length"]
+    if config.get("padding_side") is not None:
+        kwargs["padding_side"] = config["padding_side"]
     return kwargs
 
 
@@ -929,9 +935,11 @@ def _check_added_tokens(folder: str, tokenizer: _Tokenizer) -> None:
             )
 
 
-def _write_tokenizer_config(folder, config: dict, model_max_length: int | None) -> str:
+def _write_tokenizer_config(folder, config: dict, model_max_length: int | None, padding_side: str = "right") -> str:
     if model_max_length is not None:
         config["model_max_length"] = model_max_length
+    if padding_side != "right":  # the default is not written, so files stay as they were
+        config["padding_side"] = padding_side
     path = os.path.join(os.fspath(folder), TOKENIZER_CONFIG)
     _write_atomic(path, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return path

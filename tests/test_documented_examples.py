@@ -9,6 +9,8 @@ live transformers 4.57.6 where it has one.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -173,6 +175,23 @@ def test_tokenizer_calls_equal_transformers(tokenizers, kwargs):
         for name in want:
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
             np.testing.assert_array_equal(getattr(got, name), want[name], err_msg=name)
+
+
+@pytest.mark.oracle
+def test_padding_side_is_read_from_tokenizer_config_and_saved(bert_dir, tmp_path):
+    _, transformers = require_oracle()
+    left = tmp_path / "left"
+    mbg.BertTokenizer.from_pretrained(bert_dir).save_pretrained(left)
+    config = json.loads((left / "tokenizer_config.json").read_text())
+    (left / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}))
+    ours, theirs = mbg.BertTokenizer.from_pretrained(left), transformers.BertTokenizer.from_pretrained(left)
+    assert ours.padding_side == theirs.padding_side == "left"
+    got, want = ours(TEXTS, padding=True, return_tensors="np"), theirs(TEXTS, padding=True, return_tensors="np")
+    np.testing.assert_array_equal(got.input_ids, want.input_ids)
+    assert got.input_ids[1, 0] == ours.pad_token_id  # the short text is padded on the left
+    ours.save_pretrained(tmp_path / "again")
+    assert mbg.BertTokenizer.from_pretrained(tmp_path / "again").padding_side == "left"
+    assert mbg.BertTokenizer.from_pretrained(left, padding_side="right").padding_side == "right"  # an override wins
 
 
 @pytest.mark.oracle
