@@ -220,13 +220,14 @@ def attention_forward(
         H, Tq = q.shape[1], q.shape[2]
         q = q.reshape(-1, groups, H, Tq, head_dim).transpose(0, 2, 1, 3, 4).reshape(-1, H, groups * Tq, head_dim)
 
-    raw = q @ k.transpose(0, 1, 3, 2)  # (B, H, Tq, Dh) @ (B, H, Dh, Tk) -> (B, H, Tq, Tk)
+    # The scores are the layer's largest arrays: they are updated in place (the same numbers).
+    scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, Tq, Dh) @ (B, H, Dh, Tk) -> (B, H, Tq, Tk)
     extra, position_cache = position_scores_forward(q, k, p, position_embedding_type, query_positions, max_positions)
     if extra is not None:
-        raw = raw + extra  # before scaling, as the reference
-    scores = raw / math.sqrt(head_dim)
+        scores += extra  # before scaling, as the reference
+    scores /= math.sqrt(head_dim)
     if mask_add is not None:
-        scores = scores + mask_add  # after scaling, as the reference
+        scores += mask_add  # after scaling, as the reference
     probs, softmax_cache = softmax_forward(scores)  # (B, H, Tq, Tk)
     probs_dropped, dropout_cache = dropout_forward(probs, dropout_prob, rng, train)
     heads = probs_dropped @ v  # (B, H, Tq, Tk) @ (B, H, Tk, Dh) -> (B, H, Tq, Dh)
@@ -261,7 +262,8 @@ def attention_backward(dcontext, cache):
     dv = cache["probs_dropped"].transpose(0, 1, 3, 2) @ d_heads  # (B, H, Tk, Tq) @ (B, H, Tq, Dh) -> (B, H, Tk, Dh)
     dprobs = dropout_backward(dprobs_dropped, cache["dropout"])
     # probs = softmax(raw / sqrt(Dh) + mask_add); the mask is a constant
-    draw = softmax_backward(dprobs, cache["probs"]) / math.sqrt(head_dim)
+    draw = softmax_backward(dprobs, cache["probs"])
+    draw /= math.sqrt(head_dim)
     # raw = Q K^T (+ relative terms)
     dq = draw @ k  # (B, H, Tq, Tk) @ (B, H, Tk, Dh) -> (B, H, Tq, Dh)
     dk = draw.transpose(0, 1, 3, 2) @ q  # (B, H, Tk, Tq) @ (B, H, Tq, Dh) -> (B, H, Tk, Dh)

@@ -212,16 +212,23 @@ def activation_backward(dout, cache):
 
 
 def softmax_forward(x):
-    """Softmax over the last axis, shifted by the row maximum for stability. x: (..., N) -> (..., N)"""
+    """Softmax over the last axis, shifted by the row maximum for stability. x: (..., N) -> (..., N)
+
+    exp(x - max) / sum, computed in one new array (the in-place steps give the same numbers as the
+    formula and save two full-size temporaries: attention scores are the largest arrays of a layer).
+    """
     xp = get_xp(x)
-    e = xp.exp(x - x.max(axis=-1, keepdims=True))
-    probs = e / e.sum(axis=-1, keepdims=True)
+    probs = x - x.max(axis=-1, keepdims=True)
+    xp.exp(probs, out=probs)
+    probs /= probs.sum(axis=-1, keepdims=True)
     return probs, probs
 
 
 def softmax_backward(dout, probs):
     """p = softmax(x)  =>  dx = p * (dout - sum(dout * p)) along the last axis. (..., N) -> (..., N)"""
-    return probs * (dout - (dout * probs).sum(axis=-1, keepdims=True))
+    dx = dout - (dout * probs).sum(axis=-1, keepdims=True)
+    dx *= probs  # in place: one full-size temporary fewer, the same numbers
+    return dx
 
 
 # ---------------------------------------------------------------- dropout
