@@ -62,6 +62,8 @@ def clip_grad_norm(grads, max_norm: float):
     if not (math.isfinite(max_norm) and max_norm > 0):  # nan would silently disable clipping
         raise ValueError(f"max_norm must be a finite number > 0, got {max_norm}")
     norm = global_norm(grads)
+    if not math.isfinite(norm):  # nothing sensible to scale by (torch would make every gradient nan): the caller stops
+        return grads, norm
     scale = min(1.0, max_norm / (norm + 1e-6))
     if scale == 1.0:  # torch multiplies by 1.0 here; skipping it changes no value
         return grads, norm

@@ -309,43 +309,54 @@ open(ready, "w").close()
 settings = TrainSettings(steps=STEPS, batch_size=2, lr=1e-3, warmup_steps=3, save_every=1)
 train(model, CharTokenizer(), PAIRS, out, settings, resume=latest_checkpoint(out) is not None, progress=False)
 """
-# 20 kills (the issue's number) take ~20-40 s on a 2-core machine; MINIBERTGEN_KILLS sets another number.
+# 20 kills (the issue's number) take ~30 s on a 2-core machine; MINIBERTGEN_KILLS sets another number.
 KILLS = int(os.environ.get("MINIBERTGEN_KILLS", "20"))
 
 
 def test_a_warm_started_run_killed_at_random_moments_resumes_bit_identically(tmp_path):
-    # before: 19 of 20 resumed runs drifted by up to 5.4e-7 from the uninterrupted one
+    # before: 19 of 20 resumed runs drifted by up to 5.4e-7 from the uninterrupted one (global_norm
+    # summed in tree order, and a warm-started tree is in another order than one loaded from disk)
     bert = tiny_bert_part(tmp_path / "bert")
-    script = KILLABLE_RUN.replace("STEPS", str(max(30, 3 * KILLS)))
+    steps = 2 * KILLS + 10
+    script = KILLABLE_RUN.replace("STEPS", str(steps))
 
     def start(out):
+        """The run, once its model is built (the moment the ready file appears); and that moment."""
         ready = tmp_path / "ready"
         ready.unlink(missing_ok=True)
         process = subprocess.Popen([sys.executable, "-c", script, str(bert), str(out), str(ready)], cwd=ROOT,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         while not ready.exists() and process.poll() is None:
-            time.sleep(0.005)
-        return process
+            time.sleep(0.002)
+        return process, time.monotonic()
 
-    straight = start(tmp_path / "straight")
+    # The uninterrupted run, timed: from ready to the first checkpoint (lock, checks, the first
+    # step and save), then per step.
+    straight, ready_at = start(tmp_path / "straight")
+    while not (tmp_path / "straight" / "checkpoint-000001").exists() and straight.poll() is None:
+        time.sleep(0.002)
+    setup = time.monotonic() - ready_at
     assert straight.wait() == 0, straight.stderr.read()
+    per_step = max(time.monotonic() - ready_at - setup, 1e-3) / (steps - 1)
 
     rng = np.random.default_rng(16)
-    kills, attempts = 0, 0
-    while True:
-        attempts += 1
-        assert attempts < 10 * KILLS + 10, "the run never finished"
-        process = start(tmp_path / "killed")
-        if kills < KILLS:
-            time.sleep(rng.uniform(0.0, 0.25))  # anywhere: loading, a step, a save, the pruning
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                kills += process.wait() == -signal.SIGKILL
-                continue
-        _, err = process.communicate()
-        assert process.returncode == 0, err
-        break
-    assert kills >= min(KILLS, 5), f"only {kills} kills landed"
+    kills, resumed_kills = 0, 0
+    while kills < KILLS:  # a third of the kills during the start (loading, lock, checks), the rest in the steps and saves
+        before = latest_checkpoint(tmp_path / "killed")
+        process, ready_at = start(tmp_path / "killed")
+        delay = rng.uniform(0, setup) if rng.random() < 1 / 3 else setup + rng.uniform(0, 4 * per_step)
+        time.sleep(max(0.0, ready_at + delay - time.monotonic()))
+        if process.poll() is not None:
+            break  # it finished first
+        process.send_signal(signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
+        kills += 1
+        resumed_kills += before is not None
+    if process.poll() is None or process.returncode != 0:
+        process, _ = start(tmp_path / "killed")
+    _, err = process.communicate()
+    assert process.returncode == 0, err
+    assert kills == KILLS and resumed_kills >= KILLS // 4, (kills, resumed_kills)
 
     done, want = latest_checkpoint(tmp_path / "killed"), latest_checkpoint(tmp_path / "straight")
     assert os.path.basename(done) == os.path.basename(want)
@@ -390,6 +401,7 @@ def test_a_saved_batch_order_for_other_data_is_a_clear_error(tmp_path):
 # ================================================================ 5. nothing non-finite is kept
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_a_non_finite_update_is_never_saved_and_the_last_good_checkpoint_is_finite(tmp_path):
     # before: step 2's inf/nan weights were saved, then named "Last good checkpoint" at step 3
     settings = TrainSettings(steps=3, batch_size=2, lr=3e38, warmup_steps=1, save_every=1)  # step 1 has lr 0
