@@ -564,6 +564,14 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def _read_text(path) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def lock_holder(out_dir) -> int | None:
     """The pid of the live process holding ``out_dir``'s lock, or None (no lock, or a stale one)."""
     path = os.path.join(os.fspath(out_dir), LOCK_FILE)
@@ -573,8 +581,8 @@ def lock_holder(out_dir) -> int | None:
         age = time.time() - os.path.getmtime(path)
     except FileNotFoundError:
         return None
-    if not fields:  # created, its pid not written yet: held, unless left so by a crash long ago
-        return -1 if age < 10 else None
+    if not fields:  # created, its pid not yet written (microseconds): held, unless left so by a crash
+        return -1 if age < 2 else None
     pid, started = int(fields[0]), fields[1] if len(fields) > 1 else None
     try:
         os.kill(pid, 0)
@@ -600,13 +608,17 @@ def run_lock(out_dir):
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
+            stale = _read_text(path)
             holder = lock_holder(out_dir)
             if holder is not None:
                 raise TrainingError(f"{out_dir} is in use by another training run (pid {holder if holder > 0 else '?'}, "
                                     f"lock {path}); wait for it to end or give another --out") from None  # fmt: skip
             print(f"note: replacing the stale lock {path} (its process is gone)", file=sys.stderr)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+            # Remove it only if it is still the stale one: another process may have replaced it
+            # meanwhile (a window of microseconds remains between this read and the remove).
+            if _read_text(path) == stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
     else:
         raise TrainingError(f"{out_dir} is in use by another training run (lock {path}); give another --out")
     with os.fdopen(fd, "w") as f:
