@@ -452,3 +452,18 @@ def test_a_corrupt_optimizer_state_is_refused_naming_the_tensor(tmp_path, poison
     if "dtype" not in message:  # for inspection, the values can still be read
         state = read_optimizer_state(path.parent, allow_nonfinite=True)
         assert state["t"] == 1 and "decoder.lm_head.bias" in state["v"]
+
+
+def test_discard_run_removes_only_a_run_folder(tmp_path):
+    """The demo trains into the same folders each time: it discards its previous run first."""
+    from minibertgen.train import discard_run
+
+    run(tmp_path / "demo", save_checkpoints=False)
+    assert (tmp_path / "demo" / "loss.csv").exists()
+    discard_run(tmp_path / "demo")
+    assert not (tmp_path / "demo").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "loss.csv").write_text("not a run's")
+    with pytest.raises(TrainingError, match=r"mine is not a training run folder \(no run.json\)"):
+        discard_run(tmp_path / "mine")
+    assert (tmp_path / "mine" / "loss.csv").exists()
