@@ -476,7 +476,7 @@ def _train_in(model, tokenizer, train_pairs, out_dir, settings, eval_pairs, resu
     optimizer = AdamW(lr=settings.lr, weight_decay=settings.weight_decay,
                       no_decay=default_no_decay if settings.no_decay_bias_and_norm else None)  # fmt: skip
     run = {"run_id": uuid.uuid4().hex, "checkpoints": [], "changes": [], "dtype": str(model.dtype),
-           "data": {"train": data_fingerprint(train_pairs), "eval": data_fingerprint(eval_pairs or [])}}  # fmt: skip
+           "data": {"train": data_fingerprint(train_pairs), "examples": len(train_pairs)}}  # fmt: skip
     history, start_step = [], 0
     if resume:
         model, start_step, history, run = _resume(checkpoint, model, optimizer, stream, dropout_rng, settings, run,
@@ -774,15 +774,16 @@ RECORDING_SETTINGS = ("eval_every", "save_every", "keep_checkpoints")
 
 
 def run_changes(saved_settings: dict, settings: TrainSettings, saved_run: dict, run: dict) -> list[str]:
-    """What a resumed run would do differently from the run it continues: settings, dtype, data."""
+    """What a resumed run would do differently from the run it continues: the settings that shape
+    the trajectory, the dtype and the training data (the held-out data only changes what is recorded)."""
     changes = [f"{name} {saved_settings.get(name)!r} -> {value!r}" for name, value in dataclasses.asdict(settings).items()
                if name not in RECORDING_SETTINGS and name in saved_settings and saved_settings[name] != value]  # fmt: skip
     if saved_run.get("dtype", run["dtype"]) != run["dtype"]:
         changes.append(f"dtype {saved_run['dtype']} -> {run['dtype']}")
-    for part in ("train", "eval"):
-        saved = saved_run.get("data", {}).get(part, run["data"][part])
-        if saved != run["data"][part]:
-            changes.append(f"the --{part} data (sha256 {saved[:12]}... -> {run['data'][part][:12]}...)")
+    saved = saved_run.get("data", run["data"])
+    if saved["train"] != run["data"]["train"]:
+        changes.append(f"the --train data ({saved['examples']} examples, sha256 {saved['train'][:12]}... -> "
+                       f"{run['data']['examples']}, {run['data']['train'][:12]}...)")  # fmt: skip
     return changes
 
 
@@ -794,9 +795,8 @@ def _resume(folder, model, optimizer, stream, dropout_rng, settings, run, allow_
     if changes and not allow_changes:
         raise TrainingError(f"--resume: this run differs from the one in {os.path.dirname(folder)}: "
                             f"{'; '.join(changes)}. Give the run's own values, or --allow-changes to go on anyway")  # fmt: skip
-    other_data = saved_run.get("data", {}).get("train", run["data"]["train"]) != run["data"]["train"]
-    model, step, history = _load_training_state(folder, model, optimizer, stream, dropout_rng,
-                                                new_epoch=other_data and len(state["batches"]["order"]) != len(stream.examples))  # fmt: skip
+    new_epoch = allow_changes and len(state["batches"]["order"]) != len(stream.examples)  # the saved order is for other data
+    model, step, history = _load_training_state(folder, model, optimizer, stream, dropout_rng, new_epoch=new_epoch)
     run = {**run, "run_id": saved_run.get("run_id", _run_id(os.path.dirname(folder)) or run["run_id"]),
            "checkpoints": list(saved_run.get("checkpoints", [])),
            "changes": list(saved_run.get("changes", [])) + ([{"step": step, "changed": changes}] if changes else [])}  # fmt: skip

@@ -317,7 +317,7 @@ def test_a_warm_started_run_killed_at_random_moments_resumes_bit_identically(tmp
     # before: 19 of 20 resumed runs drifted by up to 5.4e-7 from the uninterrupted one (global_norm
     # summed in tree order, and a warm-started tree is in another order than one loaded from disk)
     bert = tiny_bert_part(tmp_path / "bert")
-    steps = 2 * KILLS + 10
+    steps = 3 * KILLS + 10
     script = KILLABLE_RUN.replace("STEPS", str(steps))
 
     def start(out):
@@ -339,24 +339,33 @@ def test_a_warm_started_run_killed_at_random_moments_resumes_bit_identically(tmp
     assert straight.wait() == 0, straight.stderr.read()
     per_step = max(time.monotonic() - ready_at - setup, 1e-3) / (steps - 1)
 
+    def saved_step(out) -> int:
+        return max((int(p.name[11:]) for p in out.glob("checkpoint-*")), default=0) if out.exists() else 0
+
     rng = np.random.default_rng(16)
+    killed = tmp_path / "killed"
     kills, resumed_kills = 0, 0
-    while kills < KILLS:  # a third of the kills during the start (loading, lock, checks), the rest in the steps and saves
-        before = latest_checkpoint(tmp_path / "killed")
-        process, ready_at = start(tmp_path / "killed")
-        delay = rng.uniform(0, setup) if rng.random() < 1 / 3 else setup + rng.uniform(0, 4 * per_step)
-        time.sleep(max(0.0, ready_at + delay - time.monotonic()))
-        if process.poll() is not None:
-            break  # it finished first
+    while kills < KILLS:
+        before = saved_step(killed)
+        process, ready_at = start(killed)
+        if rng.random() < 1 / 3:  # during the start: loading the checkpoint, the lock, the checks
+            time.sleep(rng.uniform(0, setup))
+        else:  # after this attempt's first save, at a random moment of the next steps, saves, prunings
+            while saved_step(killed) == before and process.poll() is None:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 3 * per_step))
+        if process.poll() is not None:  # it finished first: the machine ran faster than when the steps were timed
+            assert process.returncode == 0, process.stderr.read()
+            break
         process.send_signal(signal.SIGKILL)
         assert process.wait() == -signal.SIGKILL
         kills += 1
-        resumed_kills += before is not None
-    if process.poll() is None or process.returncode != 0:
-        process, _ = start(tmp_path / "killed")
+        resumed_kills += before > 0
+    if process.returncode == -signal.SIGKILL:
+        process, _ = start(killed)
     _, err = process.communicate()
     assert process.returncode == 0, err
-    assert kills == KILLS and resumed_kills >= KILLS // 4, (kills, resumed_kills)
+    assert kills >= KILLS // 2 and resumed_kills >= KILLS // 4, (kills, resumed_kills)
 
     done, want = latest_checkpoint(tmp_path / "killed"), latest_checkpoint(tmp_path / "straight")
     assert os.path.basename(done) == os.path.basename(want)
@@ -375,7 +384,7 @@ def test_resume_refuses_other_settings_or_data_unless_allowed(tmp_path):
     run(tmp_path, settings, stop_at=2)
     with pytest.raises(TrainingError, match=r"differs from the one in .*: steps 6 -> 8; lr 0.001 -> 0.002\. .*--allow-changes"):
         run(tmp_path, TrainSettings(steps=8, batch_size=2, lr=2e-3, save_every=1), resume=True)
-    with pytest.raises(TrainingError, match=r"the --train data \(sha256 \w{12}\.\.\. -> \w{12}\.\.\.\)"):
+    with pytest.raises(TrainingError, match=r"the --train data \(6 examples, sha256 \w{12}\.\.\. -> 3, \w{12}\.\.\.\)"):
         run(tmp_path, settings, pairs=PAIRS[:3], resume=True)
     # recording settings may change freely
     result = run(tmp_path, TrainSettings(steps=6, batch_size=2, lr=1e-3, save_every=3), resume=True, stop_at=3)
