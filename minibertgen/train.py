@@ -11,6 +11,10 @@ Each piece equals its PyTorch/transformers counterpart, step for step:
 
 Parameters, gradients and optimizer moments are trees of the same shape (see model.py); the
 optimizer works leaf by leaf on ``flatten``ed views, so names are transformers' state-dict keys.
+
+The loop, ``train``, owns its run folder (a lock, a run id, pruning of its own checkpoints only),
+checks before step 1 what it can know then, resumes bit for bit, and never keeps or saves a
+non-finite number; "run folders" below has the pieces.
 """
 
 from __future__ import annotations
@@ -191,7 +195,8 @@ def check_optimizer_state(state: dict, *, allow_nonfinite: bool = False) -> None
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, a bad data file); the message says where."""
+    """Training cannot go on (a non-finite loss, a run folder in use or not the run's own, an example
+    too long for the model); the message says where."""
 
 
 class Pairs(list):
@@ -575,14 +580,16 @@ def _read_text(path) -> str | None:
 def lock_holder(out_dir) -> int | None:
     """The pid of the live process holding ``out_dir``'s lock, or None (no lock, or a stale one)."""
     path = os.path.join(os.fspath(out_dir), LOCK_FILE)
-    try:
-        with open(path) as f:
-            fields = f.read().split()
-        age = time.time() - os.path.getmtime(path)
-    except FileNotFoundError:
+    text = _read_text(path)
+    if text is None:
         return None
+    fields = text.split()
     if not fields:  # created, its pid not yet written (microseconds): held, unless left so by a crash
-        return -1 if age < 2 else None
+        with contextlib.suppress(FileNotFoundError):
+            return -1 if time.time() - os.path.getmtime(path) < 2 else None
+        return None
+    if not fields[0].isdigit():
+        return None  # not a lock this module wrote: nothing holds it
     pid, started = int(fields[0]), fields[1] if len(fields) > 1 else None
     try:
         os.kill(pid, 0)
@@ -593,6 +600,11 @@ def lock_holder(out_dir) -> int | None:
     if started and started != "-" and _process_start(pid) not in (None, started):
         return None  # the pid now belongs to another process
     return pid
+
+
+def _in_use(out_dir, holder: int) -> TrainingError:
+    return TrainingError(f"{out_dir} is in use by another training run (pid {holder if holder > 0 else '?'}, lock "
+                         f"{os.path.join(out_dir, LOCK_FILE)}); wait for it to end or give another --out")  # fmt: skip
 
 
 @contextmanager
@@ -611,8 +623,7 @@ def run_lock(out_dir):
             stale = _read_text(path)
             holder = lock_holder(out_dir)
             if holder is not None:
-                raise TrainingError(f"{out_dir} is in use by another training run (pid {holder if holder > 0 else '?'}, "
-                                    f"lock {path}); wait for it to end or give another --out") from None  # fmt: skip
+                raise _in_use(out_dir, holder) from None
             print(f"note: replacing the stale lock {path} (its process is gone)", file=sys.stderr)
             # Remove it only if it is still the stale one: another process may have replaced it
             # meanwhile (a window of microseconds remains between this read and the remove).
@@ -620,7 +631,7 @@ def run_lock(out_dir):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
     else:
-        raise TrainingError(f"{out_dir} is in use by another training run (lock {path}); give another --out")
+        raise _in_use(out_dir, -1)
     with os.fdopen(fd, "w") as f:
         f.write(f"{os.getpid()} {_process_start(os.getpid()) or '-'}\n")
     try:
@@ -683,8 +694,7 @@ def check_run_folder(out_dir, *, resume: bool) -> str | None:
     out_dir = os.fspath(out_dir)
     holder = lock_holder(out_dir)
     if holder is not None and holder != os.getpid():
-        raise TrainingError(f"{out_dir} is in use by another training run (pid {holder if holder > 0 else '?'}, "
-                            f"lock {os.path.join(out_dir, LOCK_FILE)}); wait for it to end or give another --out")  # fmt: skip
+        raise _in_use(out_dir, holder)
     checkpoint = latest_checkpoint(out_dir)
     if resume:
         if checkpoint is None:
