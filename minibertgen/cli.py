@@ -84,10 +84,12 @@ def load_tokenizer(path):
 
 def cmd_train(args) -> int:
     from .model import EncoderDecoderModel
-    from .train import TrainSettings, latest_checkpoint, read_pairs, source_gap_warning, train
+    from .train import TrainSettings, check_run_folder, read_pairs, source_gap_warning, train
 
     if sum(x is not None and x is not False for x in (args.warm_start, args.model, args.resume or None)) != 1:
         raise ValueError("give exactly one of --warm-start BERT_DIR, --model BERT2BERT_DIR or --resume")
+    if args.allow_changes and not args.resume:
+        raise ValueError("--allow-changes goes with --resume")
     settings = TrainSettings(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum,
@@ -96,12 +98,9 @@ def cmd_train(args) -> int:
     )  # fmt: skip
     train_pairs = read_pairs(args.train)
     eval_pairs = read_pairs(args.eval) if args.eval else None
-    if args.resume:
-        source = latest_checkpoint(args.out)
-        if source is None:
-            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {args.out}")
-    else:
-        source = args.warm_start or args.model
+    # The run folder is checked before a model is loaded (seconds for a real one), and again by
+    # train() under its lock.
+    source = check_run_folder(args.out, resume=args.resume) or args.warm_start or args.model
     tokenizer = load_tokenizer(args.tokenizer or source)
     if args.warm_start:
         model = EncoderDecoderModel.from_encoder_decoder_pretrained(
@@ -111,7 +110,8 @@ def cmd_train(args) -> int:
         print("warm start from", args.warm_start, "\n  " + str(model.load_report).replace("\n", "\n  "))
     else:
         model = EncoderDecoderModel.from_pretrained(source, dtype=args.dtype, backend=args.backend)
-    result = train(model, tokenizer, train_pairs, args.out, settings, eval_pairs=eval_pairs, resume=args.resume)
+    result = train(model, tokenizer, train_pairs, args.out, settings, eval_pairs=eval_pairs, resume=args.resume,
+                   allow_changes=args.allow_changes)  # fmt: skip
     first, last = result.history[0], result.history[-1]
     print(f"steps {last['step']}: loss {first['loss']:.4f} -> {last['loss']:.4f}")
     if last.get("eval_shuffled_loss", "") != "":
@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune a bert2bert with minibertgen's own backprop")
     p.add_argument("--train", type=Path, required=True, help='JSONL file of {"source": ..., "target": ...}')
     p.add_argument("--eval", type=Path, help="held-out JSONL file (loss reported every --eval-every steps)")
-    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, loss.csv, loss.png")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the run's own folder (new or empty, or the run's with --resume): checkpoints, loss.csv, loss.png")
     p.add_argument("--warm-start", type=Path, help="a BERT checkpoint folder: encoder and decoder start from it")
     p.add_argument("--model", type=Path, help="a bert2bert (EncoderDecoderModel) folder to fine-tune further")
     p.add_argument("--cross-attention-init", default="self_attention", choices=["self_attention", "random"],
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "self-attention (default; it learns to read the source at once) or random "
                         "(Rothe et al.; it can stay unused for hundreds of steps)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue exactly from the latest checkpoint in --out")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: go on although the settings or data differ from the run's (recorded)")
     p.add_argument("--tokenizer", type=Path, help="tokenizer folder or file (default: the model's folder)")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=8)

@@ -41,6 +41,7 @@ from .train import (
     TrainSettings,
     clip_grad_norm,
     collate,
+    discard_run,
     encode_pairs,
     new_figure,
     source_dependence,
@@ -157,6 +158,7 @@ def fine_tune_and_score(model, tokenizer, train_pairs, heldout, folder, settings
     returns the scores, the beam-search predictions and the training history."""
     from tqdm.auto import tqdm
 
+    discard_run(folder)  # the demo's run folders are its own: a rerun replaces them
     run = train(model, tokenizer, train_pairs, folder, settings, eval_pairs=heldout, save_checkpoints=False,
                 progress=progress)  # fmt: skip
     bar = tqdm(total=len(heldout), desc=f"{label}: beam search", unit="ex", disable=not progress)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -136,6 +137,47 @@ class CliFailed(Exception):
         self.code, self.stderr = code, stderr
 
 
+def training():
+    import minibertgen.train
+
+    return minibertgen.train
+
+
+def jsonl(path, pairs):
+    path.write_text("".join(json.dumps({"source": s, "target": t}) + "\n" for s, t in pairs))
+    return path
+
+
+def tiny_run(out, pairs=(("ab", "ba"), ("abc", "cba")), lr=1e-3, **kw):
+    """One step of a tiny bert2bert on letters (the CharTokenizer of test_train) into ``out``."""
+    from .test_train import CharTokenizer, tiny_model
+
+    T = training()
+    return T.train(tiny_model(), CharTokenizer(), pairs, out, T.TrainSettings(steps=1, batch_size=2, lr=lr),
+                   progress=False, **kw)  # fmt: skip
+
+
+def with_free_space(free, action):
+    """Run ``action`` while shutil.disk_usage reports ``free`` bytes free."""
+    import shutil
+    from unittest import mock
+
+    real = shutil.disk_usage
+    with mock.patch.object(shutil, "disk_usage", lambda p: real(p)._replace(free=free)):
+        return action()
+
+
+def negative_moment(checkpoint):
+    path = Path(checkpoint) / "optimizer.safetensors"
+    moments = read_safetensors(path)
+    name = next(k for k in moments if k.startswith("v."))
+    moments[name] = moments[name] - 1.0
+    write_safetensors(path, moments)
+    return checkpoint
+
+
+TrainingError = training().TrainingError
+
 CASES = [
     # ---- checkpoints
     Case("checkpoint", "missing folder", FileNotFoundError, "checkpoint folder not found|config file not found",
@@ -253,11 +295,35 @@ CASES = [
     # ---- training
     Case("train", "a data line that is not JSON", ValueError, r"data.jsonl:1: not a JSON object",
          lambda t: __import__("minibertgen.train").train.read_pairs((lambda p: (p.write_text("{x\n"), p)[1])(t / "data.jsonl"))),
+    Case("train", "a learning rate that is not finite", ValueError, r"lr must be a finite number > 0, got inf",
+         lambda t: training().TrainSettings(lr=float("inf"))),
+    Case("train", "a nan --max-grad-norm", ValueError, r"max_grad_norm must be a finite number > 0, got nan",
+         lambda t: training().TrainSettings(max_grad_norm=float("nan"))),
+    Case("train", "a new run in a folder holding a run", TrainingError, r"holds a training run .*--resume",
+         lambda t: (tiny_run(t / "run"), tiny_run(t / "run"))),
+    Case("train", "a new run in a folder with other files", TrainingError, r"is not empty .*a new run needs an empty",
+         lambda t: ((t / "run").mkdir(), (t / "run" / "notes.txt").write_text("x"), tiny_run(t / "run"))),
+    Case("train", "a folder another process is training in", TrainingError, r"in use by another training run \(pid",
+         lambda t: ((t / "run").mkdir(), (t / "run" / "train.lock").write_text(f"{os.getppid()}\n"), tiny_run(t / "run"))),
+    Case("train", "an --out that cannot be written", TrainingError, r"cannot write in --out .*; give a writable folder",
+         lambda t: ((t / "file").write_text("x"), tiny_run(t / "file" / "run"))),
+    Case("train", "too little free space for a checkpoint", TrainingError, r"not enough free space in .* for a checkpoint",
+         lambda t: with_free_space(0, lambda: tiny_run(t / "run"))),
+    Case("train", "an example longer than the model's positions", TrainingError, r"data.jsonl:2: the source is 20 tokens after --max-source-len",
+         lambda t: tiny_run(t / "run", training().read_pairs(jsonl(t / "data.jsonl", [("ab", "ab"), ("x" * 18, "ab")])))),
+    Case("train", "--resume with other settings", TrainingError, r"this run differs from the one in .*: lr 0.001 -> 0.002",
+         lambda t: (tiny_run(t / "run"), tiny_run(t / "run", lr=2e-3, resume=True))),
+    Case("train", "--resume with a smaller data file", TrainingError, r"the --train data \(2 examples, sha256 \w+\.\.\. -> 1, ",
+         lambda t: (tiny_run(t / "run"), tiny_run(t / "run", [("ab", "ba")], resume=True))),
+    Case("train", "an optimizer state with negative second moments", ValueError, r"v\.\S+ holds negative values",
+         lambda t: training().read_optimizer_state(negative_moment(tiny_run(t / "run").checkpoint))),
     # ---- command line: one line on stderr, non-zero exit, no traceback
     Case("cli", "info on a missing folder", CliFailed, r"exit 1: minibertgen info: error: .*not found", lambda t: cli("info", t / "absent")),
     Case("cli", "encode on a missing folder", CliFailed, r"exit 1: minibertgen encode: error", lambda t: cli("encode", t / "absent", "hi")),
     Case("cli", "train on a missing data file", CliFailed, r"exit 1: minibertgen train: error: data file not found",
          lambda t: cli("train", "--train", t / "none.jsonl", "--out", t / "run", "--model", t)),
+    Case("cli", "train with --lr inf", CliFailed, r"exit 1: minibertgen train: error: lr must be a finite number > 0, got inf",
+         lambda t: cli("train", "--train", t / "none.jsonl", "--out", t / "run", "--model", t, "--lr", "inf")),
     Case("cli", "generate with a bad argument", CliFailed, r"exit 2: minibertgen generate: error: argument --num-beams",
          lambda t: cli("generate", "--model", t, "x", "--num-beams", "many")),
     Case("cli", "fetch of an unknown checkpoint", CliFailed, r"exit 1: minibertgen fetch: error: unknown checkpoint",

@@ -163,8 +163,9 @@ def test_a_kill_mid_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     result = subprocess.run([sys.executable, "-c", KILL_MID_SAVE, str(tmp_path)], cwd=root, capture_output=True, text=True)
     assert result.returncode == -9, result.stderr  # SIGKILL, mid-save
     assert latest_checkpoint(tmp_path).endswith("checkpoint-000001")
-    assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir()), "the half-written save stays aside"
+    assert any(".tmp-" in p.name for p in tmp_path.iterdir()), "the half-written save stays aside"
     mbg.EncoderDecoderModel.from_pretrained(latest_checkpoint(tmp_path))  # the old checkpoint loads
     settings = TrainSettings(steps=3, batch_size=2, save_every=1)
     resumed = train(tiny_model(), CharTokenizer(), PAIRS, tmp_path, settings, resume=True, progress=False)
     assert [r["step"] for r in resumed.history] == [1, 2, 3]
+    assert not any(".tmp" in p.name for p in tmp_path.iterdir()), "the resumed run cleans the leftovers"
