@@ -26,7 +26,8 @@ Two stages:
    some position has no match, or the word is longer than 100 characters, the whole word becomes
    ``[UNK]``. Decoding joins the pieces with spaces and deletes " ##".
 
-Both tokenizers share the outer steps (transformers' ``PreTrainedTokenizer``):
+Both tokenizers, and RobertaTokenizer (byte-level BPE, in tokenization_roberta.py), share the outer
+steps (transformers' ``PreTrainedTokenizer``):
 
 1. special-token strings inside the text (``[CLS]``, ``<s>``, ...) are cut out first and kept whole;
 2. every other stretch of text goes through the algorithm above, giving pieces;

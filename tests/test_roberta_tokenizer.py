@@ -253,16 +253,21 @@ def test_special_tokens_mask_equals_transformers(pairs):
 
 
 @pytest.mark.oracle
-def test_saved_folders_load_both_ways(tmp_path, pairs):
+@pytest.mark.parametrize("which", ["fixture, add_prefix_space", "published"])
+def test_saved_folders_load_both_ways(tmp_path, pairs, published_pair, which):
     _, transformers = require_oracle()
-    mine, theirs = pairs[1]  # add_prefix_space=True: the setting must travel too
-    text = "Encode <mask> sequence, café 😀"
+    # add_prefix_space=True: the setting must travel too; the published vocabulary lacks 4 of the
+    # special tokens, so they are appended after it (ids 20..23) and must come back with the same ids.
+    mine, theirs = published_pair if which == "published" else pairs[1]
+    text = "Encode <mask> sequence, café 😀 lower newer"
     mine.save_pretrained(tmp_path / "ours")
     reloaded = transformers.RobertaTokenizer.from_pretrained(tmp_path / "ours")
     assert reloaded(text, "x").input_ids == theirs(text, "x").input_ids
+    assert reloaded.get_vocab() == theirs.get_vocab()
     theirs.save_pretrained(tmp_path / "theirs")
     for loaded in (RobertaTokenizer.from_pretrained(tmp_path / "theirs"), AutoTokenizer.from_pretrained(tmp_path / "theirs")):
-        assert type(loaded) is RobertaTokenizer and loaded.add_prefix_space
+        assert type(loaded) is RobertaTokenizer and loaded.add_prefix_space == theirs.add_prefix_space
+        assert loaded.get_vocab() == theirs.get_vocab()
         assert loaded(text, "x").input_ids == theirs(text, "x").input_ids
         assert loaded.tokenize(" <mask>") == theirs.tokenize(" <mask>")
 
