@@ -22,6 +22,7 @@ from .model import (
 from .generate import GenerateOutput, TextStreamer
 from .generation_config import GenerationConfig
 from .auto_tokenizer import AutoTokenizer
+from .tokenization_roberta import RobertaTokenizer
 from .tokenization import BatchEncoding, BertGenerationTokenizer, BertTokenizer, TokenizerInputError
 from .weights import CheckpointError, LoadReport, flatten, unflatten
 
@@ -36,6 +37,7 @@ __all__ = [
     "GenerateOutput",
     "GenerationConfig",
     "TextStreamer",
+    "RobertaTokenizer",
     "TokenizerInputError",
     "BertGenerationDecoder",
     "BertGenerationEncoder",

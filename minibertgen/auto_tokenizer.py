@@ -16,24 +16,13 @@ import os
 
 from .config import read_json
 from .tokenization import TOKENIZER_CONFIG, BertGenerationTokenizer, BertTokenizer
+from .tokenization_roberta import RobertaTokenizer
 
-
-def _roberta():
-    try:
-        from .tokenization_roberta import RobertaTokenizer  # imported late: that module builds on this package
-    except ImportError:
-        raise ValueError(
-            "this folder holds a RoBERTa byte-level BPE tokenizer (vocab.json + merges.txt), which minibertgen "
-            "does not implement yet"
-        ) from None
-    return RobertaTokenizer
-
-
-# tokenizer_class (without "Fast") -> the class here; the BPE tokenizers that share RoBERTa's files too.
+# tokenizer_class (without "Fast") -> the class here.
 CLASSES = {
     "BertGenerationTokenizer": lambda: BertGenerationTokenizer,
     "BertTokenizer": lambda: BertTokenizer,
-    "RobertaTokenizer": _roberta,
+    "RobertaTokenizer": lambda: RobertaTokenizer,
 }
 # Files that identify an algorithm, in the order they are tried.
 FILES = (

@@ -26,7 +26,8 @@ Two stages:
    some position has no match, or the word is longer than 100 characters, the whole word becomes
    ``[UNK]``. Decoding joins the pieces with spaces and deletes " ##".
 
-Both tokenizers share the outer steps (transformers' ``PreTrainedTokenizer``):
+Both tokenizers, and RobertaTokenizer (byte-level BPE, in tokenization_roberta.py), share the outer
+steps (transformers' ``PreTrainedTokenizer``):
 
 1. special-token strings inside the text (``[CLS]``, ``<s>``, ...) are cut out first and kept whole;
 2. every other stretch of text goes through the algorithm above, giving pieces;
@@ -49,8 +50,9 @@ Differences from the reference, on purpose (DESIGN.md §1, §9: clear errors, ne
   ``max_length``;
 - a ``vocab.txt`` that repeats a token raises (the reference keeps the last line's id and leaves a
   hole in the id range);
-- only the truncation strategy "longest_first" (``truncation=True``) is offered, and ``max_length``
-  must be at least 1 (the reference ignores ``max_length=0``);
+- the truncation strategies are "longest_first" (``truncation=True``), "only_first" and "only_second"
+  (cutting from the right); "only_second" on a single text raises (the reference silently leaves it
+  whole); ``max_length`` must be at least 1 (the reference ignores ``max_length=0``);
 - an empty batch (``tok([])``) gives empty lists; the reference raises;
 - ``from_pretrained`` refuses tokenizer_config.json settings it does not implement (sp_model_kwargs,
   additional special tokens, added tokens beyond the vocabulary) instead of ignoring them.
@@ -83,7 +85,9 @@ CLEANUP_REPLACEMENTS = (
     (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
 )  # fmt: skip
 PADDING = {True: "longest", "longest": "longest", False: None, "do_not_pad": None, "max_length": "max_length"}
-TRUNCATION = {True: True, "longest_first": True, False: False, "do_not_truncate": False}
+# truncation argument -> strategy name (None: do not truncate).
+TRUNCATION = {True: "longest_first", "longest_first": "longest_first", "only_first": "only_first",
+              "only_second": "only_second", False: None, "do_not_truncate": None}  # fmt: skip
 
 
 class TokenizerInputError(TypeError, ValueError):
@@ -341,8 +345,8 @@ class _Tokenizer:
             )
         if not isinstance(truncation, (bool, str)) or truncation not in TRUNCATION:
             raise ValueError(
-                f"truncation must be True, False, 'longest_first' or 'do_not_truncate'; got {truncation!r}"
-                " (only the longest_first strategy is implemented)"
+                "truncation must be True, False, 'longest_first', 'only_first', 'only_second' or 'do_not_truncate';"
+                f" got {truncation!r}"
             )
         padding, truncation = PADDING[padding], TRUNCATION[truncation]
         # (0 is refused: the reference reads max_length=0 as "no limit" and does not truncate.)
@@ -359,11 +363,34 @@ class _Tokenizer:
             )
         return padding, truncation, max_length
 
-    def _truncate(self, a: list[int], b: list[int] | None, n_special: int, max_length: int):
-        """Cut ids from the right so that len(a) + len(b) + n_special <= max_length ("longest_first")."""
+    def _truncate(self, a: list[int], b: list[int] | None, n_special: int, max_length: int,
+                  strategy: str = "longest_first"):  # fmt: skip
+        """Cut ids from the right so that len(a) + len(b) + n_special <= max_length.
+
+        strategy: "longest_first" (from the longer of a pair first, see below), "only_first" (all
+        from ``a``) or "only_second" (all from ``b``, which must exist).
+        """
         excess = len(a) + len(b or []) + n_special - max_length
+        if strategy == "only_second" and b is None:
+            raise ValueError("truncation='only_second' needs a pair of texts (text_pair); this is a single text")
         if excess <= 0:
             return a, b
+        if strategy == "only_second":
+            if excess >= len(b):
+                raise ValueError(
+                    f"max_length={max_length} leaves no room for the second text: its {len(b)} tokens would need"
+                    f" {excess} removed (try truncation='longest_first' or 'only_first')"
+                )
+            return a, b[:-excess]
+        if b is None or strategy == "only_first":
+            if excess >= len(a):
+                raise ValueError(
+                    f"max_length={max_length} leaves no room for the text: its {len(a)} tokens plus {n_special}"
+                    f" special tokens would need {excess} tokens removed"
+                )
+            return a[:-excess], b
+        if strategy != "longest_first":
+            raise ValueError(f"unknown truncation strategy {strategy!r}")
         if b is None:
             if excess >= len(a):
                 raise ValueError(
@@ -389,23 +416,22 @@ class _Tokenizer:
         b = None
         if text_pair is not None:
             b = self.convert_tokens_to_ids(self.tokenize(_check_text(text_pair, "text_pair")))
-        if truncation:
+        if truncation:  # None, or the strategy's name
             n_special = self.num_special_tokens_to_add(pair=b is not None) if add_special_tokens else 0
-            a, b = self._truncate(a, b, n_special, max_length)
+            a, b = self._truncate(a, b, n_special, max_length, truncation)
         if not add_special_tokens:
             n = len(a) + len(b or [])
             return a + (b or []), [0] * n, [0] * n
         ids, types = self._add_special_tokens(a, b)
-        # The same layout over placeholder ids (-1, never a real id) shows where the special tokens went.
-        placeholders, _ = self._add_special_tokens([-1] * len(a), None if b is None else [-1] * len(b))
-        return ids, types, [0 if i == -1 else 1 for i in placeholders]
+        return ids, types, self.get_special_tokens_mask(a, b)
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True,
                truncation=False, max_length: int | None = None) -> list[int]:  # fmt: skip
         """Text (and optionally a second text) -> token ids, with this tokenizer's special tokens.
 
-        truncation=True cuts tokens from the right (from the longer text of a pair first) so that the
-        result has at most ``max_length`` ids. "" -> [] plus any special tokens.
+        truncation=True (or "longest_first") cuts tokens from the right (from the longer text of a pair
+        first) so that the result has at most ``max_length`` ids; "only_first" / "only_second" cut only
+        from the first / the second text. "" -> [] plus any special tokens.
         """
         _, truncation, max_length = self._check_options(False, truncation, max_length)
         return self._encode_one(text, text_pair, add_special_tokens, truncation, max_length)[0]
@@ -420,7 +446,8 @@ class _Tokenizer:
         padding: False (none), True / "longest" (to the longest in the batch), "max_length";
         ``pad_to_multiple_of`` rounds the padded length up; ``padding_side`` "right" (default: the
         tokenizer's ``padding_side``) or "left" (as decoder-only generation wants).
-        truncation: False, or True ("longest_first": cut from the right to ``max_length``).
+        truncation: False, True / "longest_first" (cut from the right to ``max_length``, from the longer
+        text of a pair first), "only_first" or "only_second" (cut only from that text of a pair).
         Returns a BatchEncoding (a dict with attribute access: ``enc.input_ids``) holding "input_ids",
         ["token_type_ids",] "attention_mask" as ``model_input_names`` says (``return_attention_mask`` /
         ``return_token_type_ids`` force them on or off; ``return_special_tokens_mask`` adds
@@ -478,6 +505,23 @@ class _Tokenizer:
         if return_tensors is not None:
             return BatchEncoding({name: _as_tensor(rows, name, return_tensors) for name, rows in columns.items()})
         return BatchEncoding({name: rows[0] if single else rows for name, rows in columns.items()})
+
+    def get_special_tokens_mask(self, token_ids_0, token_ids_1=None, already_has_special_tokens: bool = False):
+        """1 where ``encode`` puts a special token around ``token_ids_0`` (and ``token_ids_1``), 0 on the text.
+
+        already_has_special_tokens=True: the ids already carry them; mark every id that is a special
+        token's id (``token_ids_1`` must then be None).
+        """
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise ValueError("already_has_special_tokens=True takes one sequence of ids (token_ids_1=None)")
+            special = set(self.all_special_ids)
+            return [1 if i in special else 0 for i in _as_id_list(token_ids_0, len(self))]
+        a = _as_id_list(token_ids_0, len(self))
+        b = None if token_ids_1 is None else _as_id_list(token_ids_1, len(self))
+        # The same layout over placeholder ids (-1, never a real id) shows where the special tokens go.
+        placeholders, _ = self._add_special_tokens([-1] * len(a), None if b is None else [-1] * len(b))
+        return [0 if i == -1 else 1 for i in placeholders]
 
     # ----- ids -> text -----
     def decode(self, ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None) -> str:

@@ -363,8 +363,10 @@ def test_padding_and_truncation_options(request, tok_name):
         tok(["a b"], padding=True, max_length=5)
     with pytest.raises(ValueError, match="'left'"):
         tok(["a b"], padding="left")
-    with pytest.raises(ValueError, match="'only_first'"):
-        tok(["a b"], truncation="only_first", max_length=5)
+    with pytest.raises(ValueError, match="'only_third'"):
+        tok(["a b"], truncation="only_third", max_length=5)
+    with pytest.raises(ValueError, match="'only_second' needs a pair"):
+        tok(["a b"], truncation="only_second", max_length=5)
     for bad in (-1, 0, 2.5, True):
         with pytest.raises(ValueError, match=f"max_length must be a positive int or None, got {bad}"):
             tok(["a b"], truncation=True, max_length=bad)
