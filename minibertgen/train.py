@@ -141,17 +141,24 @@ class AdamW:
             if name not in self.m:
                 self.m[name], self.v[name] = xp.zeros_like(p), xp.zeros_like(p)
             m, v = self.m[name], self.v[name]  # the optimizer's own arrays: updated in place, no copies
+            # Two temporaries per tensor (the same numbers as the formulas above, operation by operation):
+            # ``scratch`` holds (1 - beta1) g, then (1 - beta2) g^2, then the step.
             m *= beta1
-            m += (1.0 - beta1) * g
+            scratch = (1.0 - beta1) * g
+            m += scratch
             v *= beta2
-            v += (1.0 - beta2) * (g * g)
-            denom = xp.sqrt(v)
-            denom /= bias2_sqrt
-            denom += self.eps
-            step = m / denom
-            step *= lr / bias1
+            xp.multiply(g, g, out=scratch)
+            scratch *= 1.0 - beta2
+            v += scratch
+            xp.sqrt(v, out=scratch)
+            scratch /= bias2_sqrt
+            scratch += self.eps
+            xp.divide(m, scratch, out=scratch)  # step = m / denom
+            scratch *= lr / bias1
             decay = 0.0 if (self.no_decay is not None and self.no_decay(name)) else self.weight_decay
-            updated[name] = (p * (1.0 - lr * decay) if decay else p) - step  # a new array: params stay unedited
+            new = p * (1.0 - lr * decay) if decay else p.copy()  # a new array: params stay unedited
+            new -= scratch
+            updated[name] = new
         return unflatten(updated)
 
     def state_dict(self) -> dict:

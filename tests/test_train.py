@@ -169,3 +169,25 @@ def test_a_kill_mid_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     resumed = train(tiny_model(), CharTokenizer(), PAIRS, tmp_path, settings, resume=True, progress=False)
     assert [r["step"] for r in resumed.history] == [1, 2, 3]
     assert not any(".tmp" in p.name for p in tmp_path.iterdir()), "the resumed run cleans the leftovers"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adamw_in_place_equals_its_formulas_exactly(dtype):
+    """AdamW.step reuses buffers; the numbers must be the docstring's formulas, operation by operation."""
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=(5, 4)).astype(dtype), "b": rng.normal(size=4).astype(dtype)}
+    opt = AdamW(lr=1e-2, weight_decay=0.1, no_decay=lambda name: name == "b")
+    lr, (beta1, beta2), eps = opt.lr, opt.betas, opt.eps
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(x) for k, x in params.items()}
+    want = dict(params)
+    for t in range(1, 4):
+        grads = {k: rng.normal(size=x.shape).astype(dtype) for k, x in params.items()}
+        params = opt.step(params, grads)
+        for k, g in grads.items():
+            m[k] = beta1 * m[k] + (1.0 - beta1) * g
+            v[k] = beta2 * v[k] + (1.0 - beta2) * (g * g)
+            step = m[k] / (np.sqrt(v[k]) / math.sqrt(1.0 - beta2**t) + eps) * (lr / (1.0 - beta1**t))
+            decayed = want[k] * (1.0 - lr * 0.1) if k == "w" else want[k]
+            want[k] = decayed - step
+            np.testing.assert_array_equal(params[k], want[k], err_msg=f"{k} at step {t}")
