@@ -242,14 +242,21 @@ def dropout_forward(x, rate, rng=None, train=False):
     """
     if not train or rate == 0.0:
         return x, None
-    keep = random_uniform(rng, x.shape, like=x) >= rate
-    mask = keep.astype(x.dtype) / (1.0 - rate)
-    return x * mask, mask
+    keep = random_uniform(rng, x.shape, like=x) >= rate  # a boolean per entry: 1 byte, not 4 or 8
+    scale = get_xp(x).ones((), dtype=x.dtype) / (1.0 - rate)  # 1 / (1 - rate) in x's dtype
+    return _apply_dropout(x, keep, scale), (keep, scale)
 
 
 def dropout_backward(dout, mask):
-    """y = x * mask  =>  dx = dout * mask (the same mask; None was the identity)."""
-    return dout if mask is None else dout * mask
+    """y = x * keep / (1 - rate)  =>  dx = dout * keep / (1 - rate) (the same draw; None was the identity)."""
+    return dout if mask is None else _apply_dropout(dout, *mask)
+
+
+def _apply_dropout(x, keep, scale):
+    """x * scale where keep, else 0: ``x * mask`` with mask = keep / (1 - rate), without the float mask."""
+    out = x * scale
+    out *= keep
+    return out
 
 
 # ---------------------------------------------------------------- embedding

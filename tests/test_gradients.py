@@ -122,13 +122,16 @@ def test_softmax(shape, seed):
 
 def test_dropout_reuses_its_mask():
     x = np.random.default_rng(0).normal(size=(4, 6))
-    _, mask = ops.dropout_forward(x, 0.5, np.random.default_rng(7), train=True)
+    out, cache = ops.dropout_forward(x, 0.5, np.random.default_rng(7), train=True)
+    keep, scale = cache
+    mask = keep * scale
 
     def forward(x):
         return x * mask  # the same mask as the cache: dropout is linear in x once the mask is drawn
 
-    check_op(forward, lambda dout: {"x": ops.dropout_backward(dout, mask)}, dict(x=x))
-    assert set(np.unique(mask)) <= {0.0, 2.0}
+    check_op(forward, lambda dout: {"x": ops.dropout_backward(dout, cache)}, dict(x=x))
+    assert keep.dtype == bool and scale == 2.0 and 0 < keep.sum() < keep.size
+    np.testing.assert_array_equal(out, x * mask)  # the float-mask formula, exactly
 
 
 @settings(max_examples=20)
