@@ -130,14 +130,52 @@ def scatter_add(out, indices, values) -> None:
 
 
 def erf(x):
-    """The error function, elementwise, on the array's own backend."""
+    """The error function, elementwise, on the array's own backend.
+
+    On the CPU, SciPy's erf runs on one core and is the slowest elementwise step of a layer (about
+    30 ns per entry, an exact GELU's whole cost): large arrays are split across the cores, where
+    SciPy releases the GIL (see ``elementwise_threads``). The same numbers either way.
+    """
     if get_xp(x) is np:
         from scipy.special import erf as scipy_erf
 
-        return scipy_erf(x)
+        return _on_all_cores(scipy_erf, x)
     from cupyx.scipy.special import erf as cupy_erf
 
     return cupy_erf(x)
+
+
+# Below this many entries a second thread costs more than it saves (waking an idle core takes about a
+# millisecond in a VM; measured on the 2-core benchmark machine: 1.5x at 1.6 M entries, 1.9x at 6 M).
+PARALLEL_MIN_ENTRIES = 1 << 20
+_pool = None  # (threads, ThreadPoolExecutor), made on first use
+
+
+def elementwise_threads() -> int:
+    """Threads for the large elementwise functions: $MINIBERTGEN_THREADS, else this process's cores."""
+    value = os.environ.get("MINIBERTGEN_THREADS")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"MINIBERTGEN_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _on_all_cores(ufunc, x):
+    """``ufunc(x)`` for a one-input NumPy ufunc, run on contiguous slices in parallel threads."""
+    n = elementwise_threads()
+    if n == 1 or x.size < PARALLEL_MIN_ENTRIES:
+        return ufunc(x)
+    global _pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _pool is None or _pool[0] != n:
+        _pool = (n, ThreadPoolExecutor(n, thread_name_prefix="minibertgen"))
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat, dtype=ufunc(flat[:1]).dtype)
+    bounds = np.linspace(0, flat.size, n + 1).astype(int)
+    list(_pool[1].map(lambda i: ufunc(flat[bounds[i]:bounds[i + 1]], out=out[bounds[i]:bounds[i + 1]]), range(n)))
+    return out.reshape(x.shape)
 
 
 def check_token_ids(ids, vocab_size: int, name: str = "input_ids") -> None:

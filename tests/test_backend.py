@@ -100,3 +100,23 @@ def test_environment_variable_chooses_the_default_backend(monkeypatch):
     monkeypatch.setenv("MINIBERTGEN_BACKEND", "tpu")
     with pytest.raises(ValueError, match="'tpu'"):
         mbg.get_backend()
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_erf_on_several_cores_gives_scipy_s_numbers(threads, monkeypatch):
+    from scipy.special import erf as scipy_erf
+
+    monkeypatch.setenv("MINIBERTGEN_THREADS", threads)
+    rng = np.random.default_rng(0)
+    for dtype in ("float32", "float64"):
+        x = rng.normal(0, 2, size=(3, backend.PARALLEL_MIN_ENTRIES // 3 + 5)).astype(dtype)  # above the threshold
+        for view in (x, x[:, ::3]):  # contiguous, and a strided view
+            got = backend.erf(view)
+            assert got.dtype == view.dtype and got.shape == view.shape
+            np.testing.assert_array_equal(got, scipy_erf(view))
+
+
+def test_a_bad_thread_count_is_refused(monkeypatch):
+    monkeypatch.setenv("MINIBERTGEN_THREADS", "two")
+    with pytest.raises(ValueError, match="MINIBERTGEN_THREADS must be a positive integer, got 'two'"):
+        backend.erf(np.zeros(backend.PARALLEL_MIN_ENTRIES))
