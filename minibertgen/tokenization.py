@@ -232,9 +232,10 @@ class _Tokenizer:
     mask_token, mask_token_id = _special_token_properties("mask_token")
 
     @classmethod
-    def _from_folder(cls, folder, vocab_name: str, class_names: tuple, keys: tuple, overrides: dict):
-        """``folder/vocab_name`` with the settings ``keys`` of ``folder/tokenizer_config.json``
-        (``overrides`` win), then a check of its added tokens: both tokenizers' from_pretrained."""
+    def _from_folder(cls, folder, vocab_name: str | tuple, class_names: tuple, keys: tuple, overrides: dict):
+        """``folder/vocab_name`` (one name, or a tuple of the files the constructor takes first) with the
+        settings ``keys`` of ``folder/tokenizer_config.json`` (``overrides`` win), then a check of its
+        added tokens: every tokenizer's from_pretrained."""
         folder = os.fspath(folder)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"tokenizer folder not found (not a directory): {folder!r}")
@@ -243,7 +244,8 @@ class _Tokenizer:
         padding_side = kwargs.pop("padding_side", "right")  # an attribute, not a constructor argument
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r} (in {folder})")
-        tokenizer = cls(os.path.join(folder, vocab_name), **kwargs)
+        names = (vocab_name,) if isinstance(vocab_name, str) else vocab_name
+        tokenizer = cls(*(os.path.join(folder, name) for name in names), **kwargs)
         tokenizer.padding_side = padding_side
         _check_added_tokens(folder, tokenizer)
         return tokenizer

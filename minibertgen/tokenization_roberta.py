@@ -54,11 +54,9 @@ from .config import read_json, read_text
 from .tokenization import (
     TOKENIZER_CONFIG,
     TokenizerInputError,
-    _check_added_tokens,
     _check_dir,
     _check_model_max_length,
     _check_text,
-    _read_tokenizer_config,
     _Tokenizer,
     _write_atomic,
     _write_tokenizer_config,
@@ -203,16 +201,11 @@ class RobertaTokenizer(_Tokenizer):
         """Load ``folder/vocab.json`` and ``folder/merges.txt`` with the settings of
         ``folder/tokenizer_config.json`` if present (special tokens, add_prefix_space, errors,
         model_max_length, ...). ``overrides`` are passed to the constructor and win over the file."""
-        folder = os.fspath(folder)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"tokenizer folder not found (not a directory): {folder!r}")
         keys = ("errors", "add_prefix_space", "clean_up_tokenization_spaces", "bos_token", "eos_token",
                 "sep_token", "cls_token", "unk_token", "pad_token", "mask_token")  # fmt: skip
-        kwargs = _read_tokenizer_config(folder, ("RobertaTokenizer", "RobertaTokenizerFast"), keys)
-        kwargs.update(overrides)
-        tokenizer = cls(os.path.join(folder, VOCAB_JSON), os.path.join(folder, MERGES_TXT), **kwargs)
-        _check_added_tokens(folder, tokenizer)
-        tokenizer._check_token_flags(folder)
+        tokenizer = cls._from_folder(folder, (VOCAB_JSON, MERGES_TXT), ("RobertaTokenizer", "RobertaTokenizerFast"),
+                                     keys, overrides)  # fmt: skip
+        tokenizer._check_token_flags(os.fspath(folder))
         return tokenizer
 
     def _check_token_flags(self, folder: str) -> None:
@@ -350,4 +343,5 @@ class RobertaTokenizer(_Tokenizer):
             "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
             **self._specials,
         }
-        return _write_tokenizer_config(save_directory, config, self.model_max_length), vocab_path, merges_path
+        config_path = _write_tokenizer_config(save_directory, config, self.model_max_length, self.padding_side)
+        return config_path, vocab_path, merges_path
