@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 
 import minibertgen as mbg
+from minibertgen import reference
 from minibertgen.testing import assert_close
 from minibertgen.weights import read_safetensors
 
-from .conftest import perturb
+from .conftest import perturb, require_oracle
 from .transformers5 import require_transformers5, run_jobs
 
 pytestmark = pytest.mark.oracle
@@ -124,6 +125,16 @@ def runs(tmp_path_factory):
                  {"kind": "build", "cls": cls, "folder": str(root / f"5x-{cls}"), "configs": {"model": PART_CONFIGS[cls]},
                   "seed": 30 + i, "inputs": listed(PART_INPUTS[cls])}]  # fmt: skip
         extra += [{"ours": model}, {}]
+    source = our_model("tie_encoder_decoder", seed=40)
+    try:  # a 4.57.6 tie_encoder_decoder file (decoder.* only), when the oracle is here to write it
+        hf = reference.hf_model(source.config, mbg.flatten(source.params), dtype="float32")
+        hf.save_pretrained(root / "4.57.6-tie_encoder_decoder")
+        keys.append(("saved by 4.57.6", "tie_encoder_decoder"))
+        jobs.append({"kind": "load", "cls": "EncoderDecoderModel", "folder": str(root / "4.57.6-tie_encoder_decoder"),
+                     "inputs": listed(ED_INPUTS)})  # fmt: skip
+        extra.append({"ours": source})
+    except reference.OracleUnavailable:
+        pass
     results = run_jobs(jobs, root / "work")
     return {key: {**result, **more, "folder": job["folder"]}
             for key, job, result, more in zip(keys, jobs, results, extra)}  # fmt: skip
@@ -160,6 +171,17 @@ def test_saved_here_relative_warns_and_5x_runs_it_absolute(runs, name):
         params=mbg.unflatten(absolute),
     )  # fmt: skip
     assert_close(theirs, our_logits(as_absolute), **TOL, name="5.x logits vs ours without distance tables")  # ... absolute
+
+
+def test_a_4576_tie_encoder_decoder_file_gives_5x_a_random_encoder(runs):
+    require_oracle()
+    run = runs[("saved by 4.57.6", "tie_encoder_decoder")]
+    file_keys = read_safetensors(f"{run['folder']}/model.safetensors")
+    assert not [k for k in file_keys if k.startswith("encoder.")]  # 4.57.6 writes the shared stack once
+    stack = sorted("encoder." + k.removeprefix("decoder.bert.") for k in file_keys
+                   if k.startswith("decoder.bert.") and ".crossattention." not in k)  # fmt: skip
+    assert run["info"]["missing_keys"] == stack and run["info"]["unexpected_keys"] == []
+    assert np.abs(run["outputs"]["logits"] - our_logits(run["ours"])).max() > DIFFERENT  # 5.x no longer ties
 
 
 # ---------------------------------------------------------------- (b) saved by 5.x, loaded here
@@ -235,3 +257,12 @@ def test_greedy_generate_gives_the_same_tokens_both_ways(runs):
     np.testing.assert_array_equal(here["outputs"]["tokens"], here["ours"].generate(IDS, MASK, **GREEDY))
     ours = mbg.EncoderDecoderModel.from_pretrained(there["folder"])
     np.testing.assert_array_equal(ours.generate(IDS, MASK, **GREEDY), there["outputs"]["tokens"])
+
+
+def test_the_harness_refuses_a_transformers_that_is_not_5x(tmp_path, monkeypatch):
+    fake = tmp_path / "site" / "transformers"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("__version__ = '4.57.6'\n")
+    monkeypatch.setenv("MINIBERTGEN_TRANSFORMERS5", str(tmp_path / "site"))
+    with pytest.raises(RuntimeError, match="expected transformers 5.x"):
+        run_jobs([], tmp_path / "work")
