@@ -9,8 +9,9 @@ tie_encoder_decoder, relative_key, relative_key_query), both ways:
     load_report says what was dropped and why (a 5.x tie_encoder_decoder file loads untied, with a
     warning; a 5.x "relative" file is refused, and runs as 5.x ran it once loaded as absolute).
 
-Plus the encoder and decoder classes each way, and greedy generate() tokens each way. All the 5.x
-work is one subprocess (the ``runs`` fixture), started once for the module.
+Plus: the encoder and decoder (tied and untied head) classes each way; greedy generate() tokens each
+way; a 4.57.6 tie_encoder_decoder file (decoder.* only) giving 5.x a random encoder. All the 5.x work
+is one subprocess (the ``runs`` fixture), started once for the module.
 """
 
 from __future__ import annotations
@@ -59,8 +60,12 @@ PART_INPUTS = {
                                   encoder_attention_mask=MEMORY_MASK),  # fmt: skip
 }
 GREEDY = dict(max_new_tokens=6, do_sample=False, num_beams=1)
-PART_CONFIGS = {"BertGenerationEncoder": BASE, "BertGenerationDecoder": {**BASE, "is_decoder": True, "add_cross_attention": True}}
-PART_CLASSES = {"BertGenerationEncoder": mbg.BertGenerationEncoder, "BertGenerationDecoder": mbg.BertGenerationDecoder}
+DECODER = {**BASE, "is_decoder": True, "add_cross_attention": True}
+PARTS = {  # name: (class name, config)
+    "encoder": ("BertGenerationEncoder", BASE),
+    "decoder": ("BertGenerationDecoder", DECODER),
+    "decoder_untied": ("BertGenerationDecoder", {**DECODER, "tie_word_embeddings": False}),
+}
 
 # float32 on both sides, the same maths in another order (5.x: torch sdpa attention and fused
 # kernels; here: NumPy matmuls and softmax): measured differences are <= 1.2e-6 on outputs of size ~1-5;
@@ -117,12 +122,12 @@ def runs(tmp_path_factory):
         keys += [("saved here", name), ("saved by 5.x", name)]
         jobs += [job, built]
         extra += [{"ours": model, "save_warnings": [str(w.message) for w in caught]}, {}]
-    for i, cls in enumerate(PART_CLASSES):
-        model = perturb(PART_CLASSES[cls](mbg.BertGenerationConfig(**PART_CONFIGS[cls]), seed=20 + i), seed=20 + i)
-        model.save_pretrained(root / f"ours-{cls}")
-        keys += [("saved here", cls), ("saved by 5.x", cls)]
-        jobs += [{"kind": "load", "cls": cls, "folder": str(root / f"ours-{cls}"), "inputs": listed(PART_INPUTS[cls])},
-                 {"kind": "build", "cls": cls, "folder": str(root / f"5x-{cls}"), "configs": {"model": PART_CONFIGS[cls]},
+    for i, (part, (cls, config)) in enumerate(PARTS.items()):
+        model = perturb(getattr(mbg, cls)(mbg.BertGenerationConfig(**config), seed=20 + i), seed=20 + i)
+        model.save_pretrained(root / f"ours-{part}")
+        keys += [("saved here", part), ("saved by 5.x", part)]
+        jobs += [{"kind": "load", "cls": cls, "folder": str(root / f"ours-{part}"), "inputs": listed(PART_INPUTS[cls])},
+                 {"kind": "build", "cls": cls, "folder": str(root / f"5x-{part}"), "configs": {"model": config},
                   "seed": 30 + i, "inputs": listed(PART_INPUTS[cls])}]  # fmt: skip
         extra += [{"ours": model}, {}]
     source = our_model("tie_encoder_decoder", seed=40)
@@ -241,15 +246,16 @@ def test_a_5x_relative_file_is_refused_and_runs_as_5x_ran_it_when_loaded_absolut
 # ---------------------------------------------------------------- the parts, and generate
 
 
-@pytest.mark.parametrize("cls", sorted(PART_CLASSES))
-def test_parts_round_trip_both_ways(runs, cls):
-    here, there = runs[("saved here", cls)], runs[("saved by 5.x", cls)]
+@pytest.mark.parametrize("part", sorted(PARTS))
+def test_parts_round_trip_both_ways(runs, part):
+    here, there = runs[("saved here", part)], runs[("saved by 5.x", part)]
+    cls = PARTS[part][0]
     key = "hidden" if cls == "BertGenerationEncoder" else "logits"
     assert_clean(here["info"])
-    assert_close(here["outputs"][key], our_part_output(here["ours"]), **TOL, name=f"{cls} saved here")
-    ours = PART_CLASSES[cls].from_pretrained(there["folder"])
-    assert ours.load_report.new == []
-    assert_close(our_part_output(ours), there["outputs"][key], **TOL, name=f"{cls} saved by 5.x")
+    assert_close(here["outputs"][key], our_part_output(here["ours"]), **TOL, name=f"{part} saved here")
+    ours = getattr(mbg, cls).from_pretrained(there["folder"])
+    assert ours.load_report.new == [] and ours.config.tie_word_embeddings == PARTS[part][1].get("tie_word_embeddings", True)
+    assert_close(our_part_output(ours), there["outputs"][key], **TOL, name=f"{part} saved by 5.x")
 
 
 def test_greedy_generate_gives_the_same_tokens_both_ways(runs):
