@@ -145,8 +145,18 @@ def runs(tmp_path_factory):
             for key, job, result, more in zip(keys, jobs, results, extra)}  # fmt: skip
 
 
-def assert_clean(info):
+def assert_clean(run):
+    """5.x loaded every tensor, silently (it logs a LOAD REPORT table only when keys are missing or unexpected)."""
+    info = run["info"]
     assert info["missing_keys"] == [] and info["unexpected_keys"] == [] and info["mismatched_keys"] == [], info
+    assert run["logs"] == [] and run["warnings"] == [], (run["logs"], run["warnings"])
+
+
+def load_report_5x(run, status) -> str:
+    """The LOAD REPORT table 5.x logged (one is expected), which lists keys as ``status``."""
+    reports = [log for log in run["logs"] if "LOAD REPORT" in log]
+    assert len(reports) == 1 and status in reports[0], run["logs"]
+    return reports[0]
 
 
 # ---------------------------------------------------------------- (a) saved here, loaded by 5.x
@@ -156,7 +166,7 @@ def assert_clean(info):
 def test_saved_here_runs_the_same_in_5x(runs, name):
     run = runs[("saved here", name)]
     assert run["save_warnings"] == [] and run["dtype"] == "torch.float32"
-    assert_clean(run["info"])
+    assert_clean(run)
     assert_close(run["outputs"]["logits"], our_logits(run["ours"]), **TOL, name=f"{name} logits")
 
 
@@ -166,6 +176,7 @@ def test_saved_here_relative_warns_and_5x_runs_it_absolute(runs, name):
     assert any("transformers >= 5" in w for w in run["save_warnings"]), run["save_warnings"]
     tables = sorted(k for k in read_safetensors(f"{run['folder']}/model.safetensors") if "distance_embedding" in k)
     assert tables and run["info"]["unexpected_keys"] == tables and run["info"]["missing_keys"] == []
+    assert "distance_embedding" in load_report_5x(run, "UNEXPECTED")  # what a 5.x user is shown
     theirs, ours = run["outputs"]["logits"], our_logits(run["ours"])
     assert np.abs(theirs - ours).max() > DIFFERENT  # 5.x runs another model than the one saved ...
     absolute = {k: v for k, v in mbg.flatten(run["ours"].params).items() if "distance_embedding" not in k}
@@ -186,6 +197,7 @@ def test_a_4576_tie_encoder_decoder_file_gives_5x_a_random_encoder(runs):
     stack = sorted("encoder." + k.removeprefix("decoder.bert.") for k in file_keys
                    if k.startswith("decoder.bert.") and ".crossattention." not in k)  # fmt: skip
     assert run["info"]["missing_keys"] == stack and run["info"]["unexpected_keys"] == []
+    load_report_5x(run, "MISSING")
     assert np.abs(run["outputs"]["logits"] - our_logits(run["ours"])).max() > DIFFERENT  # 5.x no longer ties
 
 
@@ -251,7 +263,7 @@ def test_parts_round_trip_both_ways(runs, part):
     here, there = runs[("saved here", part)], runs[("saved by 5.x", part)]
     cls = PARTS[part][0]
     key = "hidden" if cls == "BertGenerationEncoder" else "logits"
-    assert_clean(here["info"])
+    assert_clean(here)
     assert_close(here["outputs"][key], our_part_output(here["ours"]), **TOL, name=f"{part} saved here")
     ours = getattr(mbg, cls).from_pretrained(there["folder"])
     assert ours.load_report.new == [] and ours.config.tie_word_embeddings == PARTS[part][1].get("tie_word_embeddings", True)
