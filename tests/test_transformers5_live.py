@@ -30,7 +30,7 @@ from minibertgen.weights import read_safetensors
 from .conftest import perturb, require_oracle
 from .transformers5 import require_transformers5, run_jobs
 
-pytestmark = pytest.mark.oracle
+pytestmark = pytest.mark.transformers5
 
 BASE = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 TOP = dict(decoder_start_token_id=2, pad_token_id=0)
