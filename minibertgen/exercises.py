@@ -180,11 +180,45 @@ def cached_self_attention(x, p, num_heads, past_kv):
     return context, {"k": cache["k"], "v": cache["v"]}
 
 
+def _check_cache_content(name: str, theirs: dict, ours: dict, where: str) -> None:
+    """The learner's cache must hold the package's keys and values, position by position, in order.
+
+    The context alone cannot catch an order mistake: without positions in the scores, attention is
+    the same for any order of the keys (with their values), so a cache that *prepends* gives the
+    right context at every step, and so does a key without its bias (q . b_k is the same for every
+    key, and softmax ignores a constant). The next user of the cache (a relative-position layer,
+    ``reorder_past``, a padding mask over cached keys) would read the wrong positions.
+    """
+    got = {part: _host(theirs[part], name, f"new_past_kv['{part}']") for part in ("k", "v")}
+    # float64 projections of O(1)-O(10) values: the same products agree to ~1e-15; any mistake is O(0.1)
+    same = {part: np.allclose(got[part], ours[part], rtol=0.0, atol=1e-9) for part in ("k", "v")}
+    if all(same.values()):
+        return
+    T = ours["k"].shape[2]
+    for part in ("k", "v"):
+        if same[part]:
+            continue
+        if np.allclose(got[part], ours[part][:, :, ::-1], rtol=0.0, atol=1e-9) or (
+            T > 1 and np.allclose(got[part][:, :, 0], ours[part][:, :, -1], rtol=0.0, atol=1e-9)
+        ):
+            hint = ("you put the new position first (prepended). The cache is in time order: the new key and "
+                    "value go at the end, np.concatenate([past_kv['k'], k_new], axis=2)")
+        elif np.allclose(got[part], ours["v" if part == "k" else "k"], rtol=0.0, atol=1e-9):
+            hint = "keys and values are swapped: 'k' holds the keys (x W_K^T + b_K), 'v' the values"
+        else:
+            wrong = [t for t in range(T) if not np.allclose(got[part][:, :, t], ours[part][:, :, t], atol=1e-9)]
+            hint = (f"position(s) {wrong} of the cache are wrong: position t must hold split_heads(linear(x_t, "
+                    f"p['{'key' if part == 'k' else 'value'}'])), bias included, for every step t so far")
+        raise _exercise_error(name, f"new_past_kv['{part}'] does not hold the {'keys' if part == 'k' else 'values'} "
+                                    f"of positions 0..{T - 1} in order ({where})", hint)
+
+
 def check_cached_attention(fn, *, n_cases: int = 8, seed: int = 0) -> None:
     """Grade ``fn(x, p, num_heads, past_kv) -> (context, new_past_kv)`` (see ``cached_self_attention``).
 
     Each case decodes a few steps, feeding back the learner's own cache, and compares every step's
-    context with the package's and with full (uncached, causal) attention over the whole prefix.
+    context with the package's and with full (uncached, causal) attention over the whole prefix, and
+    the cache itself with the package's, position by position (a prepended cache fails here).
     """
     from .attention import attention_forward, causal_padding_mask
 
@@ -221,6 +255,7 @@ def check_cached_attention(fn, *, n_cases: int = 8, seed: int = 0) -> None:
                         "split heads first, then append along the time axis (axis=2): "
                         "np.concatenate([past_kv['k'], k_new], axis=2); at step 0 past_kv is None",
                     )
+            _check_cache_content(name, theirs_past, ours_past, where)
             # float64, sums of <= 6 terms of size ~10: 1e-9 is far above rounding, far below any mistake
             if not np.allclose(context, ours, rtol=0.0, atol=1e-9):
                 hint = ("the new query attends over every cached key and its own: scores (B, H, 1, Tp + 1) "
@@ -297,6 +332,41 @@ def check_decoder_step(fn, *, n_steps: int = 5, seed: int = 0) -> None:
           "minibertgen.generate.decoder_step")
 
 
+def cache_vs_full(model, source, source_mask, start_tokens, n_steps: int):
+    """Notebook 05's demonstration that the KV cache gives the full forward's numbers (it contains the
+    answer of exercise 2, one decoder step, so the notebook calls it rather than showing it).
+
+    Decodes ``n_steps`` greedy tokens after ``start_tokens`` (N, 1): each step runs the decoder on the
+    newest token with the cache, and the whole model again on the whole prefix without one. Returns
+    the max |cached - full| of each step's logits (in the model's dtype, no float32 cast) and the
+    final cache.
+    """
+    from .generate import encode_once
+    from .stack import decoder_forward
+
+    memory = encode_once(model, source, source_mask)  # the encoder runs once
+    prefix, past, errors = np.asarray(start_tokens), None, []
+    for _ in range(n_steps):
+        step_logits, _, past, _ = decoder_forward(model.params["decoder"], model.config.decoder, prefix[:, -1:],
+                                                  memory=memory, memory_mask=source_mask, past=past)  # fmt: skip
+        full = model(source, source_mask, decoder_input_ids=prefix).logits[:, -1]  # recompute everything
+        errors.append(float(np.abs(step_logits[:, -1] - full).max()))
+        prefix = np.concatenate([prefix, full.argmax(-1)[:, None]], axis=1)
+    return errors, past
+
+
+def ranked_continuations(sums, log_probs, n: int):
+    """The ``n`` best (beam, token) continuations of one beam-search step, best first: parents, tokens
+    and their sums, each (n,). ``beam_step`` is its first k; notebook 08's beam tree also draws the
+    next k, the pruned runners-up (so the notebook does not show the exercise's answer)."""
+    from .generate import top_candidates
+
+    k, V = log_probs.shape
+    candidates = (sums[:, None] + log_probs).reshape(1, -1)  # (k, V) -> (1, k * V)
+    top, top_sums = top_candidates(candidates, n)  # the n best flat indices, best first
+    return top[0] // V, top[0] % V, top_sums[0]
+
+
 def beam_step(sums, log_probs):
     """The solution of notebook 08's exercise: one step of beam search for one batch item.
 
@@ -307,12 +377,7 @@ def beam_step(sums, log_probs):
     ``generate.top_candidates`` (the function beam search itself uses), so ties go to the lower
     index. ``check_beam_step`` also runs whole beam searches built on it against ``model.generate``.
     """
-    from .generate import top_candidates
-
-    k, V = log_probs.shape
-    candidates = (sums[:, None] + log_probs).reshape(1, -1)  # (k, V) -> (1, k * V)
-    top, top_sums = top_candidates(candidates, k)  # the k best flat indices, best first
-    return top[0] // V, top[0] % V, top_sums[0]
+    return ranked_continuations(sums, log_probs, log_probs.shape[0])
 
 
 def check_beam_step(fn, *, n_cases: int = 25, seed: int = 0) -> None:

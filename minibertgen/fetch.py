@@ -174,6 +174,28 @@ def find_weights(name: str = "minilm-l6", dest=None) -> Path | None:
     return None if check_weights(name, folder) else folder
 
 
+class WeightsMissing(RuntimeError):
+    """A notebook or script needs a checkpoint that is not there. The message names the command that
+    fetches it. In IPython/Jupyter it renders as that message alone (``_render_traceback_``), not as
+    a traceback, and it still stops "Run all" at the cell that needs the weights."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for custom error display
+        return [f"{type(self).__name__}: {self}"]
+
+
+def require_weights(name: str = "minilm-l6", dest=None) -> Path:
+    """The verified checkpoint folder, as ``find_weights``; raises WeightsMissing naming the fetch command."""
+    folder = find_weights(name, dest)
+    if folder is None:
+        where = Path(dest) if dest is not None else weights_dir(name)
+        raise WeightsMissing(
+            f"the {name} checkpoint is not in {where} (or does not verify). Run this once, in a terminal:\n"
+            f"    minibertgen fetch {name}\n"
+            "then run this cell again. ($MINIBERTGEN_WEIGHTS chooses another folder.)"
+        )
+    return folder
+
+
 # ================================================================ fetching
 
 

@@ -147,6 +147,35 @@ def cached_attention_ignoring_past(x, p, num_heads, past_kv):
     return exercises.cached_self_attention(x, p, num_heads, None)
 
 
+def _attend_and_cache(x, p, num_heads, past_kv, put):
+    """Cached attention whose cache is built by ``put(past, new)``: the context is computed over the
+    cache it returns, so every wrong order below still gives the right context."""
+    from minibertgen.attention import merge_heads, split_heads
+    from minibertgen.ops import linear_forward, softmax_forward
+
+    q, k, v = (split_heads(linear_forward(x, p[n])[0], num_heads) for n in ("query", "key", "value"))
+    if past_kv is not None:
+        k, v = put(past_kv["k"], k), put(past_kv["v"], v)
+    probs, _ = softmax_forward(q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1]))
+    return merge_heads(probs @ v), {"k": k, "v": v}
+
+
+def cached_attention_prepending(x, p, num_heads, past_kv):
+    """The new key and value put *before* the cached ones: the context is right, the cache is not."""
+    return _attend_and_cache(x, p, num_heads, past_kv, lambda past, new: np.concatenate([new, past], axis=2))
+
+
+def cached_attention_swapping_k_and_v(x, p, num_heads, past_kv):
+    context, cache = exercises.cached_self_attention(x, p, num_heads, past_kv)
+    return context, {"k": cache["v"], "v": cache["k"]}
+
+
+def cached_attention_without_key_bias(x, p, num_heads, past_kv):
+    """Keys without their bias: softmax ignores the constant q . b_k, so only the cache shows it."""
+    return exercises.cached_self_attention(x, {**p, "key": {**p["key"], "bias": np.zeros_like(p["key"]["bias"])}},
+                                           num_heads, past_kv)  # fmt: skip
+
+
 def decoder_step_ignoring_past(model, tokens, past, memory, memory_mask):
     return decoder_step(model, tokens, None, memory, memory_mask)
 
@@ -165,7 +194,10 @@ CHECKERS = {
     "check_causal_mask": (causal_padding_mask, [causal_mask_without_padding, causal_mask_without_past,
                                                 causal_mask_with_minus_inf, causal_mask_without_head_axis]),
     "check_softmax_backward": (softmax_backward, [lambda dout, p: dout * p, lambda dout, p: dout * p * (1 - p)]),
-    "check_cached_attention": (exercises.cached_self_attention, [cached_attention_ignoring_past]),
+    "check_cached_attention": (exercises.cached_self_attention, [cached_attention_ignoring_past,
+                                                                 cached_attention_prepending,
+                                                                 cached_attention_swapping_k_and_v,
+                                                                 cached_attention_without_key_bias]),
     "check_decoder_step": (decoder_step, [decoder_step_ignoring_past]),
     "check_beam_step": (exercises.beam_step, [beam_step_per_beam, lambda s, lp: exercises.beam_step(s, lp)[:2]]),
 }  # fmt: skip
@@ -194,3 +226,25 @@ def test_checker_lets_a_stub_say_not_implemented(name):
 def test_causal_mask_checker_names_the_padded_key():
     with pytest.raises(AssertionError, match=r"padding in row \d.*must be hidden"):
         exercises.check_causal_mask(causal_mask_without_padding)
+
+
+def test_a_prepended_cache_has_the_right_context_but_fails_the_cache_checker():
+    """Issue 18: a cache that prepends passed, since attention without positions ignores key order."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 6))
+    p = {n: {"weight": np.random.default_rng(i).normal(size=(6, 6)), "bias": np.random.default_rng(9 + i).normal(size=6)}
+         for i, n in enumerate(("query", "key", "value"))}  # fmt: skip
+    past = wrong = None
+    for t in range(3):  # the bug is invisible in the context: it equals the right one at every step
+        (right, past), (context, wrong) = (exercises.cached_self_attention(x[:, t : t + 1], p, 2, past),
+                                           cached_attention_prepending(x[:, t : t + 1], p, 2, wrong))  # fmt: skip
+        np.testing.assert_allclose(context, right, atol=1e-12)  # float64, the same sums in another order
+    assert not np.allclose(wrong["k"], past["k"])
+    with pytest.raises(AssertionError, match=r"in order (.|\n)*\nHint: you put the new position first \(prepended\)"):
+        exercises.check_cached_attention(cached_attention_prepending)
+
+
+@pytest.mark.parametrize(("wrong", "hint"), [(cached_attention_swapping_k_and_v, "swapped"),
+                                             (cached_attention_without_key_bias, "bias included")])
+def test_cache_checker_names_the_content_mistake(wrong, hint):
+    with pytest.raises(AssertionError, match=rf"\nHint: .*{hint}"):
+        exercises.check_cached_attention(wrong)

@@ -1,0 +1,348 @@
+"""The tutorials' prose states numbers; the committed outputs print them. Each test here reads both
+from the notebook files (no kernel, no weights: milliseconds) and requires them to agree, so that a
+re-executed notebook whose numbers moved, or an edited sentence, cannot drift apart unnoticed
+(issue 18: "slightly different" beside a printed 6.95, "in the valley" beside a point on the
+rounding slope). After re-executing a notebook, fix the sentence a failing test names.
+
+A number in the prose agrees with a printed one when the printed value, rounded to the prose's last
+digit, is the prose's number (``agrees``): "0.12" matches 0.123, "6.95" matches 6.9488, "2.7e-06"
+matches 2.7418e-06.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NUMBER = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+
+
+def cells(name: str) -> list[dict]:
+    (path,) = NOTEBOOKS.glob(f"{name}_*.ipynb")
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def prose(name: str) -> str:
+    """All markdown of a notebook, lines joined by single spaces (a claim may wrap across lines)."""
+    text = "\n".join("".join(c["source"]) for c in cells(name) if c["cell_type"] == "markdown")
+    return re.sub(r"\s+", " ", text)
+
+
+def printed(name: str) -> str:
+    """Everything the committed code cells printed (stdout and stderr streams), in order."""
+    return "".join(
+        "".join(out.get("text", ""))
+        for c in cells(name) if c["cell_type"] == "code" for out in c.get("outputs", [])
+    )  # fmt: skip
+
+
+def code(name: str) -> str:
+    return "\n".join("".join(c["source"]) for c in cells(name) if c["cell_type"] == "code")
+
+
+def find(pattern: str, text: str, what: str) -> tuple[str, ...]:
+    """The groups of the one match of ``pattern``; fails saying which claim or output is missing."""
+    hits = re.findall(pattern, text)
+    assert len(hits) == 1, f"expected exactly one {what} matching {pattern!r}, found {len(hits)}"
+    return hits[0] if isinstance(hits[0], tuple) else (hits[0],)
+
+
+def latex_number(text: str) -> str:
+    """'4.2 \\cdot 10^{-12}' -> '4.2e-12'; '10^{-4}' -> '1e-4'; anything else unchanged."""
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?) \\cdot )?10\^\{?([-+]?\d+)\}?", text.strip())
+    return f"{m.group(1) or '1'}e{m.group(2)}" if m else text
+
+
+def agrees(stated: str, value: float) -> bool:
+    """The printed ``value`` rounds to ``stated`` at the stated number's last digit (half a unit of it)."""
+    stated = latex_number(stated)
+    unit = Decimal(10) ** Decimal(stated).normalize().as_tuple().exponent if "." in stated or "e" in stated else Decimal(1)
+    # half a unit of the last stated digit, plus a relative 1e-12 for binary-to-decimal noise
+    return abs(value - float(stated)) <= float(unit) / 2 * (1 + 1e-12)
+
+
+def check(stated: str, value: float, what: str) -> None:
+    assert agrees(stated, value), f"{what}: the prose says {stated}, the output prints {value}"
+
+
+def test_agrees_rounds_to_the_stated_digit():
+    """The comparison itself: it accepts the rounding and refuses a number one last digit off."""
+    assert agrees("0.12", 0.123) and agrees("6.95", 6.948845) and agrees("2.7e-06", 2.7418e-06)
+    assert agrees("4.2 \\cdot 10^{-12}", 4.2e-12) and agrees("10^{-4}", 1.0e-4) and agrees("552", 552.0)
+    assert not agrees("0.12", 0.126) and not agrees("6.95", 6.94) and not agrees("2.7e-06", 2.76e-06)
+    assert not agrees("552", 553.0) and not agrees("10^{-4}", 1e-5)
+
+
+# ---------------------------------------------------------------- 01 tokenization
+
+
+def test_01_vocabulary_sizes_and_appended_specials():
+    text, out = prose("01"), printed("01")
+    (pieces,) = find(r"\*tiny\* test vocabulary \(([\d,]+) pieces\)", text, "sentencepiece size claim")
+    (wordpiece,) = find(r"MiniLM's WordPiece vocabulary has ([\d,]+)", text, "WordPiece size claim")
+    sep_id, pad_id = find(r"`<::::>` and `<pad>` are appended after the last piece \(ids (\d+), (\d+)\)", text, "ids claim")
+    n_sp, got_sep, got_pad = find(r"sentencepiece:\s+(\d+) ids, specials \{.*'<::::>': (\d+), '<pad>': (\d+)\}", out,
+                                  "sentencepiece size line")  # fmt: skip
+    (n_wp,) = find(r"WordPiece\s+:\s+(\d+) ids", out, "WordPiece size line")
+    pieces = int(pieces.replace(",", ""))
+    assert int(n_sp) == pieces + 2, "two specials appended after the pieces"
+    assert (got_sep, got_pad) == (sep_id, pad_id) == (str(pieces), str(pieces + 1))
+    assert int(n_wp) == int(wordpiece.replace(",", ""))
+
+
+def test_01_reads_nothing_outside_the_repository():
+    assert "shared" not in code("01"), "01 must use notebooks/data/, not ../shared"
+    assert (NOTEBOOKS / "data" / "test_sentencepiece.model").is_file()
+
+
+# ---------------------------------------------------------------- 02 embeddings
+
+
+def test_02_loading_report_and_table_shape():
+    text, out = prose("02"), printed("02")
+    (loaded,) = find(r"The report says what loading did with every tensor of the file: (\d+) loaded", text, "loaded claim")
+    assert f"loaded {loaded} tensors" in out
+    P, D = find(r"P \\times D = (\d+) \\times (\d+)", text, "table shape claim")
+    assert f"position_embeddings  ({P}, {D})" in out
+
+
+def test_02_position_zero_and_the_step_at_128():
+    text, out = prose("02"), printed("02")
+    (ratio,) = find(r"about five times longer than the others \((" + NUMBER + r") times the median", text, "row-0 claim")
+    (got,) = find(r"\|\|E_pos\[0\]\|\| / median \|\|E_pos\[t\]\|\| \(t >= 1\) = (" + NUMBER + ")", out, "row-0 line")
+    check(ratio, float(got), "row 0 against the median row")
+    assert round(float(got)) == 5, "'about five times'"
+    assert "step up at $t = 128$" in text
+    low, high = find(r"t = 1\.\.127 (" + NUMBER + r"), t = 128\.\.511 (" + NUMBER + ")", out, "median row lengths")
+    assert float(high) > float(low), "the row lengths step *up* at 128"
+
+
+def test_02_unfolded_encoder_is_a_different_function():
+    text, out = prose("02"), printed("02")
+    assert "slightly different" not in text
+    assert "The folded encoder equals BertModel to float32 rounding (max error a few $10^{-6}$)" in text
+    unfolded, scale = find(r"a max difference of (" + NUMBER + r") where BertModel's outputs are at most (" + NUMBER + ")",
+                           text, "unfolded claim")  # fmt: skip
+    (cosine,) = find(r"a mean cosine of only (" + NUMBER + ")", text, "cosine claim")
+    (norm,) = find(r"\$E_\{\\text\{type\}\}\[0\]\$ \(norm (" + NUMBER + ")", text, "norm claim")
+    folded = float(find(r"folded encoder vs BertModel, max abs error: (" + NUMBER + ")", out, "folded line")[0])
+    # float32 rounding of six layers moves with the BLAS build and thread count (measured 1.9e-6 and 2.7e-6): a decade
+    assert 1e-6 <= folded < 1e-5, folded
+    check(unfolded, float(find(r"unfolded encoder vs BertModel, max abs difference: (" + NUMBER + ")", out, "unfolded")[0]),
+          "unfolded")  # fmt: skip
+    check(scale, float(find(r"max \|BertModel output\| = (" + NUMBER + ")", out, "scale line")[0]), "scale")
+    check(cosine, float(find(r"mean cosine of the two outputs per token: (" + NUMBER + ")", out, "cosine line")[0]), "cosine")
+    got_norm, median_row = find(r"E_type\[0\]: norm (" + NUMBER + r"), a median position row (" + NUMBER + ")", out, "norm line")
+    check(norm, float(got_norm), "norm of E_type[0]")
+    assert float(unfolded) > float(scale) / 2, "a difference that size is no rounding"
+    assert agrees(norm, float(median_row)), "'as long as a typical position row'"
+
+
+# ---------------------------------------------------------------- 03 self-attention
+
+
+def head_line(out: str, head: int) -> tuple[str, ...]:
+    return find(rf"layer 0, head +{head}: offset +([-+]\d+) for +(\d+) of (\d+) queries \(mean weight there (" + NUMBER
+                + r")\); mean weight on \[CLS\] (" + NUMBER + r"), on \[SEP\] (" + NUMBER + ")", out, f"head {head} line")  # fmt: skip
+
+
+def test_03_head_2_is_a_previous_token_head():
+    text, out = prose("03"), printed("03")
+    assert "head 2 looks at the token itself" not in text
+    count, total, offset, weight = find(r"Head 2 is a \*\*previous-token head\*\*: .*? for (\d+) of (\d+) queries the "
+                                        r"largest weight is on key \$i - 1\$ \(offset \$(-\d+)\$, mean weight (" + NUMBER
+                                        + r") there\)", text, "head 2 claim")  # fmt: skip
+    got_offset, got_count, got_total, got_weight, _, _ = head_line(out, 2)
+    assert int(got_offset) == int(offset) == -1
+    assert (got_count, got_total) == (count, total)
+    check(weight, float(got_weight), "head 2's weight on key i - 1")
+    assert int(count) > int(total) / 2, "a majority of the queries, or it is no 'previous-token head'"
+
+
+def test_03_sep_heads_and_the_two_thes():
+    text, out = prose("03"), printed("03")
+    w0, w4 = find(r"Heads 0 and 4 gather on `\[SEP\]` .*? mean weight (" + NUMBER + ") and (" + NUMBER + ") on it", text,
+                  "[SEP] claim")  # fmt: skip
+    check(w0, float(head_line(out, 0)[5]), "head 0 on [SEP]")
+    check(w4, float(head_line(out, 4)[5]), "head 4 on [SEP]")
+    (the,) = find(r"the second puts (" + NUMBER + ") of its weight on the first", text, "'the' claim")
+    check(the, float(find(r"weight of the second 'the' \(position \d+\) on the first \(position \d+\): (" + NUMBER + ")",
+                          out, "'the' line")[0]), "second 'the' on the first")  # fmt: skip
+
+
+def test_03_padded_keys_get_exactly_zero():
+    assert "Its padded keys get probability exactly 0" in prose("03")
+    (got,) = find(r"on its padded keys: (" + NUMBER + ")", printed("03"), "padding line")
+    assert float(got) == 0.0
+
+
+# ---------------------------------------------------------------- 04 relative positions
+
+
+def test_04_agrees_with_the_reference_to_rounding():
+    assert "must agree to rounding" in prose("04")
+    errors = [float(e) for e in re.findall(r"(?:logits max abs error|loss error) (" + NUMBER + ")", printed("04"))]
+    assert len(errors) == 4, errors  # logits and loss, two position types
+    assert max(errors) < 1e-12, "float64 rounding is ~1e-15; 1e-12 would already be a mistake"
+
+
+# ---------------------------------------------------------------- 05 cross-attention and the cache
+
+
+def test_05_padded_source_tokens_change_nothing():
+    out = printed("05")
+    assert "changing a padded one does not" in prose("05")
+    assert float(find(r"change a padded source token: max \|d logits\| = (" + NUMBER + ")", out, "padded line")[0]) == 0.0
+    assert float(find(r"change a real source token  : max \|d logits\| = (" + NUMBER + ")", out, "real line")[0]) > 0.1
+
+
+def test_05_cache_equals_the_full_forward_for_every_position_type():
+    text, out = prose("05"), printed("05")
+    assert "Equal to float64 rounding, for every position type" in text
+    (steps,) = find(r"then (\d+) greedy steps, each with the cache", text, "steps claim")
+    lines = re.findall(r"(\w+) +(\d+) steps, max \|cached - full\| = (" + NUMBER + r"); self-attention cache of layer 0: "
+                       r"k \(\d+, \d+, (\d+), \d+\)", out)  # fmt: skip
+    assert [pos for pos, *_ in lines] == ["absolute", "relative_key", "relative_key_query"]
+    for pos, n, err, cached in lines:
+        assert n == cached == steps, pos  # the cache grew by one position per step
+        assert float(err) < 1e-12, f"{pos}: float64 rounding is ~1e-15"
+
+
+def test_05_does_not_show_the_answers():
+    source = code("05")
+    assert "past=past" not in source, "the cached decoder call is exercise 2's answer"
+    stub = next(c for c in cells("05") if "def my_cached_attention" in "".join(c["source"]))
+    assert "cached_self_attention" not in "".join(stub["source"]).replace("my_cached_attention", ""), "solution beside the stub"
+
+
+# ---------------------------------------------------------------- 06 backprop
+
+
+def test_06_the_valley_of_the_epsilon_sweep():
+    text, out = prose("06"), printed("06")
+    assert "in the valley: errors" not in text
+    eps, err = find(r"the sweep's valley is at \$\\epsilon = (10\^\{-\d+\})\$ here, with an error of \$([^$]+)\$", text,
+                    "valley claim")  # fmt: skip
+    default_err, times = find(r"where the error is \$([^$]+)\$, (\d+) times the valley's", text, "slope claim")
+    got_err, got_eps = find(r"the valley: smallest error (" + NUMBER + r") at epsilon = (" + NUMBER + ")", out, "valley line")
+    got_default, got_times = find(r"at grad_check's default epsilon = 1e-6: error (" + NUMBER + r"), (\d+) times", out,
+                                  "default line")  # fmt: skip
+    check(eps, float(got_eps), "the valley's epsilon")
+    check(err, float(got_err), "the valley's error")
+    check(default_err, float(got_default), "the error at 1e-6")
+    check(times, float(got_times), "how many times larger")
+    assert float(got_eps) > 1e-6, "'1e-6 sits to the left of the valley, on the rounding slope'"
+
+
+def test_06_grad_check_errors_near_1e_9():
+    assert "its $10^{-9}$ is far below" in prose("06")
+    (report,) = find(r"LayerNorm: \|finite difference - backward\| per input: (\{[^}]*\})", printed("06"), "report")
+    values = [float(v) for v in re.findall(NUMBER, report)]
+    assert len(values) == 3 and all(1e-10 <= v < 1e-8 for v in values), values  # "near 1e-9": within a decade
+
+
+# ---------------------------------------------------------------- 07 warm start
+
+
+def test_07_step_0_is_a_uniform_guess():
+    (stated,) = find(r"near \$\\ln 30522 \\approx (" + NUMBER + r")\$", prose("07"), "ln claim")
+    check(stated, math.log(30522), "ln 30522")
+    losses = [float(v) for v in re.findall(r"step 0: held-out loss +(" + NUMBER + ")", printed("07"))]
+    assert len(losses) == 3 and all(abs(v - math.log(30522)) < 0.5 for v in losses), losses  # "near": within 0.5 nat
+
+
+def test_07_source_gaps_and_copies():
+    text, out = prose("07"), printed("07")
+    paper_gap, copied_gap = find(r"\$\\Delta\$ stays near 0 \((" + NUMBER + r") at the end, against (" + NUMBER
+                                 + r") for the copied start\)", text, "gap claim")  # fmt: skip
+    gaps = dict(re.findall(r"^(.+?) +\d+\.\d s: held-out loss .*gap (" + NUMBER + ")$", out, flags=re.M))
+    check(paper_gap, float(gaps["paper's warm start"]), "the paper's final gap")
+    check(copied_gap, float(gaps["warm start, copied"]), "the copied start's final gap")
+    assert "the copied start copies every held-out sentence" in text
+    n = int(find(r"(\d+) held out", text, "held-out size")[0])
+    assert f"warm start, copied: {n} of {n} copied exactly, {n} distinct outputs" in out
+    (distinct,) = find(r"the paper's warm start writes .*?, (\d+) distinct output for all eight inputs and none of them "
+                       r"its input", text, "plateau claim")  # fmt: skip
+    assert f"paper's warm start: 0 of {n} copied exactly, {distinct} distinct outputs" in out
+
+
+def test_07_new_tensors_are_the_cross_attention_and_the_bias():
+    assert "New: the 6 decoder layers' cross-attention (query, key, value, output dense and LayerNorm) and the LM head's bias" in prose("07")
+    assert "new (initialised here, 61)" in printed("07")  # 6 layers x 10 tensors + 1 bias
+    assert "%matplotlib" not in code("07")
+
+
+# ---------------------------------------------------------------- 08 beam search
+
+
+def test_08_grid_size_and_test_inputs():
+    text = prose("08")
+    (runs,) = find(r"the (\d+) runs recorded in", text, "grid claim")
+    grid = json.loads((NOTEBOOKS.parent / "tests" / "fixtures" / "generation" / "absolute" / "grid.json").read_text())
+    assert len(grid["results"]) == int(runs)
+    assert "Over the 24 test inputs" in text and "over 24 inputs" in text
+    assert all(line.endswith("of 24") for line in re.findall(r"^.*differs from 'never' on \d+ of \d+$", printed("08"), re.M))
+
+
+def test_08_early_stopping_steps_and_differences():
+    text, out = prose("08"), printed("08")
+    s_true, s_false, s_never, differ, total = find(r"`True` runs (\d+) decoder steps and `False` (\d+), against (\d+) for "
+                                                   r"`\"never\"`, and both return a different best sequence from "
+                                                   r"`\"never\"` on (\d+) of the (\d+) inputs", text, "early stopping claim")  # fmt: skip
+    lines = dict((es, (n, d, t)) for es, n, d, t in re.findall(
+        r"early_stopping=(\w+) *: +(\d+) decoder steps for the batch, best sequence differs from 'never' on (\d+) of (\d+)", out))
+    assert lines == {"True": (s_true, differ, total), "False": (s_false, differ, total), "never": (s_never, "0", total)}
+    rest = int(find(r"for the other (\d+) the answer was final", text, "rest claim")[0])
+    assert rest == int(total) - int(differ)
+
+
+def test_08_beam_is_never_worse_with_alpha_0():
+    assert "usually finds a sequence at least as likely" in prose("08")
+    better, equal, worse, total = find(r"beam better on (\d+), equal on (\d+), worse on (\d+) of (\d+)", printed("08"), "line")
+    assert int(worse) == 0 and int(better) + int(equal) + int(worse) == int(total) == 24
+
+
+def test_08_tree_does_not_show_the_beam_step():
+    assert "sums[:, None] + log_probs" not in code("08"), "that line is the exercise's answer"
+
+
+# ---------------------------------------------------------------- 09 GPU
+
+
+def test_09_cpu_runs_at_tens_of_gflops():
+    assert "On a CPU the matrix products run at tens of GFLOP/s" in prose("09")
+    rates = [float(r) for r in re.findall(r"\( *(" + NUMBER + r") GFLOP/s\)", printed("09"))]
+    assert rates and all(10 <= r < 100 for r in rates[:2]), rates  # the numpy column comes first
+
+
+# ---------------------------------------------------------------- 10 property-based testing
+
+
+def test_10_the_minimal_counterexample_and_the_example_count():
+    assert "The minimal counterexample is one sequence of two tokens, all padding" in prose("10")
+    B, T, mask = find(r"after shrinking +: B=(\d+), T=(\d+), H=\d+, Dh=\d+, mask=(\[\[[^\]]*\]\])", printed("10"), "line")
+    assert (B, T) == ("1", "2") and json.loads(mask) == [[0, 0]]
+    (examples,) = find(r"max_examples=(\d+)", code("10"), "setting")
+    assert f"both properties held on {examples} generated examples each" in printed("10")
+
+
+@pytest.mark.parametrize("name", ["01", "02", "03", "07"])
+def test_minilm_notebooks_name_the_fetch_command_first(name):
+    """The first code cell asks for the checkpoint through require_weights, whose error names the command."""
+    first = next("".join(c["source"]) for c in cells(name) if c["cell_type"] == "code")
+    assert 'require_weights("minilm-l6")' in first and "minibertgen fetch minilm-l6" in first
+
+
+def test_require_weights_says_which_command_to_run(tmp_path):
+    from minibertgen.fetch import WeightsMissing, require_weights
+
+    with pytest.raises(WeightsMissing, match=r"\n    minibertgen fetch minilm-l6\n") as caught:
+        require_weights("minilm-l6", tmp_path / "empty")
+    rendered = caught.value._render_traceback_()  # what Jupyter shows instead of a traceback
+    assert len(rendered) == 1 and "Traceback" not in rendered[0] and "minibertgen fetch minilm-l6" in rendered[0]
