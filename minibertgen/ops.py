@@ -22,14 +22,23 @@ from .backend import erf, get_xp, random_uniform, scatter_add
 
 # ---------------------------------------------------------------- linear
 
+FEW_ROWS, WIDE_OUT = 8, 4096  # where linear_forward computes W x^T instead of x W^T (see there)
+
 
 def linear_forward(x, p):
     """y = x W^T + b, with PyTorch's (out, in) weight layout (so loading never transposes).
 
     x: (..., in); p["weight"]: (out, in); p["bias"]: (out,) or absent -> y: (..., out)
     """
-    # One 2-D product: NumPy would run a (B, T, in) @ (in, out) product as B separate ones.
-    out = (x.reshape(-1, x.shape[-1]) @ p["weight"].T).reshape(*x.shape[:-1], -1)  # (..., in) -> (..., out)
+    x_2d = x.reshape(-1, x.shape[-1])  # one 2-D product: NumPy would run a 3-D one as B separate ones
+    if x_2d.shape[0] <= FEW_ROWS and p["weight"].shape[0] >= WIDE_OUT:
+        # A few rows against a wide weight (generation's LM head, one token per beam): OpenBLAS runs
+        # W x^T much faster than x W^T at this shape (measured: 7.6 vs 12.0 ms for 4 rows x the
+        # 30522 x 384 MiniLM head); the same products, summed in the BLAS's order for that shape.
+        out_2d = get_xp(x).ascontiguousarray((p["weight"] @ x_2d.T).T)  # (out, N) -> (N, out)
+    else:
+        out_2d = x_2d @ p["weight"].T  # (N, in) @ (in, out) -> (N, out)
+    out = out_2d.reshape(*x.shape[:-1], -1)  # (..., in) -> (..., out)
     if "bias" in p:
         out += p["bias"]
     return out, (x, p["weight"], "bias" in p)

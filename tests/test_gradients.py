@@ -297,3 +297,17 @@ def test_tied_lm_head_gradient_includes_the_pad_row():
     dec = perturb(mbg.BertGenerationDecoder(cfg, dtype="float64"))
     grads = dec.backward(dec([[3, 4, 5]], labels=[[3, 4, 5]]))
     assert np.abs(grads["bert"]["embeddings"]["word_embeddings"]["weight"][0]).max() > 0
+
+
+def test_a_few_rows_against_a_wide_weight_give_the_same_product():
+    """linear_forward computes W x^T for a few rows and a wide weight (faster in OpenBLAS): the
+    result must be the usual x W^T to float32 rounding, with the same shape, dtype and layout."""
+    rng = np.random.default_rng(0)
+    wide = ops.WIDE_OUT + 3
+    p = {"weight": rng.normal(size=(wide, 16)).astype("float32"), "bias": rng.normal(size=wide).astype("float32")}
+    for rows in (1, ops.FEW_ROWS, ops.FEW_ROWS + 1):  # both sides of the switch
+        x = rng.normal(size=(rows, 1, 16)).astype("float32")
+        out, _ = ops.linear_forward(x, p)
+        assert out.shape == (rows, 1, wide) and out.dtype == np.float32 and out.flags.c_contiguous
+        # float32 sums of 16 products in two orders: a few ulps of values of size ~4
+        np.testing.assert_allclose(out, x @ p["weight"].T + p["bias"], rtol=0, atol=1e-5)
