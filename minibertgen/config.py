@@ -266,6 +266,18 @@ def read_text(path: str | os.PathLike) -> str:
                          f"{exc.start} cannot be decoded") from None  # fmt: skip
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 asks without signalling). Another user's process, or an
+    OS that cannot say, counts as alive: whoever asks then keeps that process's files or lock."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: exists, not ours
+        return True
+    return True
+
+
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """Read a JSON object from a file, with errors that name the file."""
     path = os.fspath(path)

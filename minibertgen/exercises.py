@@ -195,6 +195,7 @@ def _check_cache_content(name: str, theirs: dict, ours: dict, where: str) -> Non
     if all(same.values()):
         return
     T = ours["k"].shape[2]
+    # The hints below use the same 1e-9 as ``same``, for the same reason (float64, mistakes are O(0.1)).
     for part in ("k", "v"):
         if same[part]:
             continue

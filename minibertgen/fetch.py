@@ -38,6 +38,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import process_alive
+
 
 class FetchError(RuntimeError):
     """Downloading or checking a known checkpoint failed; the one-line message says what and how to fix it."""
@@ -255,25 +257,13 @@ def remove_stale_partials(folder: Path) -> list[str]:
     for path in sorted(folder.iterdir()):
         match = _PARTIAL_PID.match(path.name)
         old_style = path.name.startswith(".") and path.name.endswith(".partial")
-        if (match and not _pid_alive(int(match.group(1)))) or (old_style and not match):
+        if (match and not process_alive(int(match.group(1)))) or (old_style and not match):
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):  # exists but is not ours (or the OS cannot say): keep its files
-        return True
-    return True
 
 
 @contextlib.contextmanager

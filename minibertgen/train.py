@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import get_xp, to_device
-from .config import write_json_atomic
+from .config import process_alive, write_json_atomic
 from .weights import flatten, unflatten
 
 # ---------------------------------------------------------------- clipping
@@ -599,12 +599,8 @@ def lock_holder(out_dir) -> int | None:
     if not fields[0].isdigit():
         return None  # not a lock this module wrote: nothing holds it
     pid, started = int(fields[0]), fields[1] if len(fields) > 1 else None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_alive(pid):
         return None
-    except PermissionError:  # another user's process: alive
-        pass
     if started and started != "-" and _process_start(pid) not in (None, started):
         return None  # the pid now belongs to another process
     return pid
@@ -890,11 +886,9 @@ def read_optimizer_state(folder, *, allow_nonfinite: bool = False) -> dict:
 
 def _load_training_state(folder, model, optimizer, stream, dropout_rng, *, new_epoch=False):
     """The model, step and history saved in ``folder``; restores optimizer, batches and dropout RNG.
-    The weights must be finite and the moments must match them, name for name and shape for shape."""
+    The weights must be finite (from_pretrained refuses others, naming the tensor) and the moments must
+    match them, name for name and shape for shape."""
     resumed = type(model).from_pretrained(folder, dtype=str(model.dtype), backend=model.backend)
-    bad = first_nonfinite(resumed.params)
-    if bad:
-        raise TrainingError(f"{folder}: the weights are not finite ({bad}); resume from an earlier checkpoint")
     state = _checkpoint_state(folder)
     moments = read_optimizer_state(folder)
     params = flatten(resumed.params)
