@@ -54,7 +54,7 @@ from .train import (
 # print the same figures for the same seed. Measured on 2 cores (README "The main job"): 200 steps
 # of batch 8 at lr 5e-4 (10% warmup, linear decay) give exact match 1.0 in about 8 minutes with
 # both runs; 300 steps give the same exact match in about 12. The warmup is part of the recipe, not
-# a detail: on notebook 07's copy task the copied start with no warmup fell into the plateau too
+# a detail: on notebook 09's copy task the copied start with no warmup fell into the plateau too
 # (source gap 0.000 after 160 steps) where 10 warmup steps of 100 copied all 8 held-out sentences.
 RECIPE = {"steps": 200, "batch_size": 8, "lr": 5e-4, "warmup_share": 0.1, "eval_every": 50,
           "cross_attention_init": "self_attention", "n_train": 4000, "n_heldout": 32}  # fmt: skip

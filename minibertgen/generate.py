@@ -201,7 +201,7 @@ def top_candidates(scores, n: int):
     """The ``n`` best entries of each row, best first; equal scores in index order (stable).
 
     scores: (B, M) -> host arrays indices (B, n) and their scores (B, n). Beam search ranks its
-    k * V candidates with this, and notebook 8's beam step is graded against it.
+    k * V candidates with this, and notebook 11's beam step is graded against it.
     A partition finds the n-th best value; only the entries at least that good (the n, plus any
     ties with the n-th) are then sorted, stably by (-score, index).
     """

@@ -192,18 +192,18 @@ def test_04_agrees_with_the_reference_to_rounding():
     assert max(errors) < 1e-12, "float64 rounding is ~1e-15; 1e-12 would already be a mistake"
 
 
-# ---------------------------------------------------------------- 05 cross-attention and the cache
+# ---------------------------------------------------------------- 06 cross-attention and the cache
 
 
-def test_05_padded_source_tokens_change_nothing():
-    out = printed("05")
-    assert "changing a padded one does not" in prose("05")
+def test_06_padded_source_tokens_change_nothing():
+    out = printed("06")
+    assert "changing a padded one does not" in prose("06")
     assert float(find(r"change a padded source token: max \|d logits\| = (" + NUMBER + ")", out, "padded line")[0]) == 0.0
     assert float(find(r"change a real source token  : max \|d logits\| = (" + NUMBER + ")", out, "real line")[0]) > 0.1
 
 
-def test_05_cache_equals_the_full_forward_for_every_position_type():
-    text, out = prose("05"), printed("05")
+def test_06_cache_equals_the_full_forward_for_every_position_type():
+    text, out = prose("06"), printed("06")
     assert "Equal to float64 rounding, for every position type" in text
     (steps,) = find(r"then (\d+) greedy steps, each with the cache", text, "steps claim")
     lines = re.findall(r"(\w+) +(\d+) steps, max \|cached - full\| = (" + NUMBER + r"); self-attention cache of layer 0: "
@@ -214,18 +214,18 @@ def test_05_cache_equals_the_full_forward_for_every_position_type():
         assert float(err) < 1e-12, f"{pos}: float64 rounding is ~1e-15"
 
 
-def test_05_does_not_show_the_answers():
-    source = code("05")
+def test_06_does_not_show_the_answers():
+    source = code("06")
     assert "past=past" not in source, "the cached decoder call is exercise 2's answer"
-    stub = next(c for c in cells("05") if "def my_cached_attention" in "".join(c["source"]))
+    stub = next(c for c in cells("06") if "def my_cached_attention" in "".join(c["source"]))
     assert "cached_self_attention" not in "".join(stub["source"]).replace("my_cached_attention", ""), "solution beside the stub"
 
 
-# ---------------------------------------------------------------- 06 backprop
+# ---------------------------------------------------------------- 08 backprop
 
 
-def test_06_the_valley_of_the_epsilon_sweep():
-    text, out = prose("06"), printed("06")
+def test_08_the_valley_of_the_epsilon_sweep():
+    text, out = prose("08"), printed("08")
     assert "in the valley: errors" not in text
     eps, err = find(r"the sweep's valley is at \$\\epsilon = (10\^\{-\d+\})\$ here, with an error of \$([^$]+)\$", text,
                     "valley claim")  # fmt: skip
@@ -240,25 +240,25 @@ def test_06_the_valley_of_the_epsilon_sweep():
     assert float(got_eps) > 1e-6, "'1e-6 sits to the left of the valley, on the rounding slope'"
 
 
-def test_06_grad_check_errors_near_1e_9():
-    assert "its $10^{-9}$ is far below" in prose("06")
-    (report,) = find(r"LayerNorm: \|finite difference - backward\| per input: (\{[^}]*\})", printed("06"), "report")
+def test_08_grad_check_errors_near_1e_9():
+    assert "its $10^{-9}$ is far below" in prose("08")
+    (report,) = find(r"LayerNorm: \|finite difference - backward\| per input: (\{[^}]*\})", printed("08"), "report")
     values = [float(v) for v in re.findall(NUMBER, report)]
     assert len(values) == 3 and all(1e-10 <= v < 1e-8 for v in values), values  # "near 1e-9": within a decade
 
 
-# ---------------------------------------------------------------- 07 warm start
+# ---------------------------------------------------------------- 09 warm start
 
 
-def test_07_step_0_is_a_uniform_guess():
-    (stated,) = find(r"near \$\\ln 30522 \\approx (" + NUMBER + r")\$", prose("07"), "ln claim")
+def test_09_step_0_is_a_uniform_guess():
+    (stated,) = find(r"near \$\\ln 30522 \\approx (" + NUMBER + r")\$", prose("09"), "ln claim")
     check(stated, math.log(30522), "ln 30522")
-    losses = [float(v) for v in re.findall(r"step 0: held-out loss +(" + NUMBER + ")", printed("07"))]
+    losses = [float(v) for v in re.findall(r"step 0: held-out loss +(" + NUMBER + ")", printed("09"))]
     assert len(losses) == 3 and all(abs(v - math.log(30522)) < 0.5 for v in losses), losses  # "near": within 0.5 nat
 
 
-def test_07_source_gaps_and_copies():
-    text, out = prose("07"), printed("07")
+def test_09_source_gaps_and_copies():
+    text, out = prose("09"), printed("09")
     paper_gap, copied_gap = find(r"\$\\Delta\$ stays near 0 \((" + NUMBER + r") at the end, against (" + NUMBER
                                  + r") for the copied start\)", text, "gap claim")  # fmt: skip
     gaps = dict(re.findall(r"^(.+?) +\d+\.\d s: held-out loss .*gap (" + NUMBER + ")$", out, flags=re.M))
@@ -272,26 +272,26 @@ def test_07_source_gaps_and_copies():
     assert f"paper's warm start: 0 of {n} copied exactly, {distinct} distinct outputs" in out
 
 
-def test_07_new_tensors_are_the_cross_attention_and_the_bias():
-    assert "New: the 6 decoder layers' cross-attention (query, key, value, output dense and LayerNorm) and the LM head's bias" in prose("07")
-    assert "new (initialised here, 61)" in printed("07")  # 6 layers x 10 tensors + 1 bias
-    assert "%matplotlib" not in code("07")
+def test_09_new_tensors_are_the_cross_attention_and_the_bias():
+    assert "New: the 6 decoder layers' cross-attention (query, key, value, output dense and LayerNorm) and the LM head's bias" in prose("09")
+    assert "new (initialised here, 61)" in printed("09")  # 6 layers x 10 tensors + 1 bias
+    assert "%matplotlib" not in code("09")
 
 
-# ---------------------------------------------------------------- 08 beam search
+# ---------------------------------------------------------------- 11 beam search
 
 
-def test_08_grid_size_and_test_inputs():
-    text = prose("08")
+def test_11_grid_size_and_test_inputs():
+    text = prose("11")
     (runs,) = find(r"the (\d+) runs recorded in", text, "grid claim")
     grid = json.loads((NOTEBOOKS.parent / "tests" / "fixtures" / "generation" / "absolute" / "grid.json").read_text())
     assert len(grid["results"]) == int(runs)
     assert "Over the 24 test inputs" in text and "over 24 inputs" in text
-    assert all(line.endswith("of 24") for line in re.findall(r"^.*differs from 'never' on \d+ of \d+$", printed("08"), re.M))
+    assert all(line.endswith("of 24") for line in re.findall(r"^.*differs from 'never' on \d+ of \d+$", printed("11"), re.M))
 
 
-def test_08_early_stopping_steps_and_differences():
-    text, out = prose("08"), printed("08")
+def test_11_early_stopping_steps_and_differences():
+    text, out = prose("11"), printed("11")
     s_true, s_false, s_never, differ, total = find(r"`True` runs (\d+) decoder steps and `False` (\d+), against (\d+) for "
                                                    r"`\"never\"`, and both return a different best sequence from "
                                                    r"`\"never\"` on (\d+) of the (\d+) inputs", text, "early stopping claim")  # fmt: skip
@@ -302,37 +302,37 @@ def test_08_early_stopping_steps_and_differences():
     assert rest == int(total) - int(differ)
 
 
-def test_08_beam_is_never_worse_with_alpha_0():
-    assert "usually finds a sequence at least as likely" in prose("08")
-    better, equal, worse, total = find(r"beam better on (\d+), equal on (\d+), worse on (\d+) of (\d+)", printed("08"), "line")
+def test_11_beam_is_never_worse_with_alpha_0():
+    assert "usually finds a sequence at least as likely" in prose("11")
+    better, equal, worse, total = find(r"beam better on (\d+), equal on (\d+), worse on (\d+) of (\d+)", printed("11"), "line")
     assert int(worse) == 0 and int(better) + int(equal) + int(worse) == int(total) == 24
 
 
-def test_08_tree_does_not_show_the_beam_step():
-    assert "sums[:, None] + log_probs" not in code("08"), "that line is the exercise's answer"
+def test_11_tree_does_not_show_the_beam_step():
+    assert "sums[:, None] + log_probs" not in code("11"), "that line is the exercise's answer"
 
 
-# ---------------------------------------------------------------- 09 GPU
+# ---------------------------------------------------------------- 13 GPU
 
 
-def test_09_cpu_runs_at_tens_of_gflops():
-    assert "On a CPU the matrix products run at tens of GFLOP/s" in prose("09")
-    rates = [float(r) for r in re.findall(r"\( *(" + NUMBER + r") GFLOP/s\)", printed("09"))]
+def test_13_cpu_runs_at_tens_of_gflops():
+    assert "On a CPU the matrix products run at tens of GFLOP/s" in prose("13")
+    rates = [float(r) for r in re.findall(r"\( *(" + NUMBER + r") GFLOP/s\)", printed("13"))]
     assert rates and all(10 <= r < 100 for r in rates[:2]), rates  # the numpy column comes first
 
 
-# ---------------------------------------------------------------- 10 property-based testing
+# ---------------------------------------------------------------- 14 property-based testing
 
 
-def test_10_the_minimal_counterexample_and_the_example_count():
-    assert "The minimal counterexample is one sequence of two tokens, all padding" in prose("10")
-    B, T, mask = find(r"after shrinking +: B=(\d+), T=(\d+), H=\d+, Dh=\d+, mask=(\[\[[^\]]*\]\])", printed("10"), "line")
+def test_14_the_minimal_counterexample_and_the_example_count():
+    assert "The minimal counterexample is one sequence of two tokens, all padding" in prose("14")
+    B, T, mask = find(r"after shrinking +: B=(\d+), T=(\d+), H=\d+, Dh=\d+, mask=(\[\[[^\]]*\]\])", printed("14"), "line")
     assert (B, T) == ("1", "2") and json.loads(mask) == [[0, 0]]
-    (examples,) = find(r"max_examples=(\d+)", code("10"), "setting")
-    assert f"both properties held on {examples} generated examples each" in printed("10")
+    (examples,) = find(r"max_examples=(\d+)", code("14"), "setting")
+    assert f"both properties held on {examples} generated examples each" in printed("14")
 
 
-@pytest.mark.parametrize("name", ["01", "02", "03", "07"])
+@pytest.mark.parametrize("name", ["01", "02", "03", "09"])
 def test_minilm_notebooks_name_the_fetch_command_first(name):
     """The first code cell asks for the checkpoint through require_weights, whose error names the command."""
     first = next("".join(c["source"]) for c in cells(name) if c["cell_type"] == "code")

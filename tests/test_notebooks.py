@@ -28,10 +28,10 @@ from .conftest import REQUIRED, _skip_or_fail, require_path
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = [
     "01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "04_relative_positions",
-    "05_cross_attention_kv_cache", "06_backprop_by_hand", "07_warm_start_finetune", "08_beam_search",
-    "09_gpu_cupy", "10_property_based_testing",
+    "06_cross_attention_kv_cache", "08_backprop_by_hand", "09_warm_start_finetune", "11_beam_search",
+    "13_gpu_cupy", "14_property_based_testing",
 ]  # fmt: skip
-NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "07_warm_start_finetune"}
+NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "09_warm_start_finetune"}
 # Per cell. The longest cell (07's three fine-tuning runs of MiniLM bert2bert, 100 steps each) takes
 # about 140 s on an idle 2-core machine; 10 minutes leaves room for a loaded CI runner and still ends a
 # hung kernel.
@@ -40,7 +40,7 @@ CELL_TIMEOUT_S = 600
 NO_ORACLE = "transformers is not installed"
 # One BLAS/OpenMP thread per kernel unless the caller chose otherwise. On a shared 2-core runner the
 # default (one spinning OpenBLAS thread per core) makes small matrix products 10-30x slower whenever
-# another process holds a core: notebook 07 took 434 s instead of about 60 s (measured).
+# another process holds a core: notebook 09 took 434 s instead of about 60 s (measured).
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
