@@ -1,5 +1,6 @@
 """Run every tutorial in notebooks/ top to bottom in a fresh kernel and save it WITH its outputs,
-so the notebooks read well on a code-hosting site. CI executes fresh copies (tests/test_notebooks.py).
+so the notebooks read well on a code-hosting site, and rewrite each one's text twin in notebooks/text/
+(scripts/notebook_text.py). CI executes fresh copies (tests/test_notebooks.py).
 
     pip install -e ".[test,oracle]" && minibertgen fetch minilm-l6 && python scripts/execute_notebooks.py [NAME ...]
 """
@@ -18,6 +19,8 @@ def main(names) -> int:
     import nbclient
     import nbformat
 
+    from notebook_text import write as write_text_twins  # this folder is on sys.path when run as a script
+
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")  # see tests/test_notebooks.py: one BLAS thread per kernel
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -29,6 +32,7 @@ def main(names) -> int:
         nbclient.NotebookClient(notebook, timeout=600, startup_timeout=120, kernel_name="python3",
                                 resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()  # fmt: skip
         nbformat.write(notebook, path)
+        write_text_twins([path])
         print(f"{path.name}: {time.perf_counter() - start:.0f} s, {path.stat().st_size / 1024:.0f} KiB")
     return 0
 

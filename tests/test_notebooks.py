@@ -10,6 +10,7 @@ CPU cores; ``-m "not slow"`` leaves them out.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -90,6 +91,28 @@ def test_notebook_has_maths_code_path_check_and_picture(path):
     assert any(k in code for k in ("assert_close", "grad_check", "assert ")), f"{path.name}: no check"
     assert "reference" in code, f"{path.name}: no comparison with the reference"
     assert "plt." in code, f"{path.name}: no picture"
+
+
+def _notebook_text():
+    spec = importlib.util.spec_from_file_location("notebook_text", NOTEBOOKS.parent / "scripts" / "notebook_text.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_text_twins_match_their_notebooks():
+    """notebooks/text/NAME.py holds NAME.ipynb's cells as text, so reviews read ordinary diffs (issue 18)."""
+    problems = _notebook_text().stale()
+    assert not problems, "run python scripts/notebook_text.py: " + "; ".join(problems)
+
+
+def test_text_twin_catches_an_edited_cell():
+    """The sync check can fail: a twin rendered from an edited notebook differs from the committed one."""
+    notebook_text = _notebook_text()
+    path = notebook_paths()[0]
+    notebook = read(path)
+    notebook["cells"][-1]["source"] = ["an edit that was not re-rendered\n"]
+    assert notebook_text.render(notebook, path.stem) != notebook_text.twin_of(path).read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- running them
