@@ -27,6 +27,18 @@ Rows (``--rows``, comma-separated; default all):
                with the fitted exponent, beam search time per token at 8 ... 64 new tokens (flat with
                a KV cache), forward + backward at B = 1 ... 8 (half the repeats of the other rows).
 
+Two transformers, one run: the torch columns are transformers 4.57.6 (the oracle, eager attention:
+its BertGeneration has no sdpa) timed alternately with ours in this process, and transformers 5.x
+with sdpa attention (``.ci/install-transformers5`` puts it in its own folder; ``--transformers5``),
+timed in a child process on the same saved model, same inputs and threads. Each row's ratio is
+ours / the faster of the two, and the goals (issue 17) are on that ratio.
+
+Floors: each timed row also gets the time of *its matmuls alone* (the same shapes, float32, NumPy's
+BLAS, the same threads; ``forward_gemms``, ``beam_gemms``), plus AdamW's passes over the weights at
+this machine's copy bandwidth for the training step, and weights + gradients + AdamW's moments for
+peak memory. "ours / floor" says how much of a row is spent outside the products no NumPy
+implementation can skip (``--no-floors`` leaves them out).
+
 Thread count: torch gets ``torch.set_num_threads(n)`` with n = the number of threads NumPy's BLAS
 (OpenBLAS) uses, read through ctypes; ``--threads n`` sets both. Note that NumPy's elementwise ufuncs
 are single-threaded whatever n is, while torch's run on n threads.

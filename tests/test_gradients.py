@@ -299,15 +299,17 @@ def test_tied_lm_head_gradient_includes_the_pad_row():
     assert np.abs(grads["bert"]["embeddings"]["word_embeddings"]["weight"][0]).max() > 0
 
 
-def test_a_few_rows_against_a_wide_weight_give_the_same_product():
-    """linear_forward computes W x^T for a few rows and a wide weight (faster in OpenBLAS): the
-    result must be the usual x W^T to float32 rounding, with the same shape, dtype and layout."""
+def test_a_few_rows_give_the_same_product_either_way():
+    """linear_forward computes W x^T for a few rows (faster in OpenBLAS, ops.weight_first): the
+    result must be the usual x W^T to float32 rounding, with the same shape, dtype and layout, on
+    both sides of each switch (16 rows; 32 rows below 4096 outputs)."""
     rng = np.random.default_rng(0)
-    wide = ops.WIDE_OUT + 3
-    p = {"weight": rng.normal(size=(wide, 16)).astype("float32"), "bias": rng.normal(size=wide).astype("float32")}
-    for rows in (1, ops.FEW_ROWS, ops.FEW_ROWS + 1):  # both sides of the switch
-        x = rng.normal(size=(rows, 1, 16)).astype("float32")
-        out, _ = ops.linear_forward(x, p)
-        assert out.shape == (rows, 1, wide) and out.dtype == np.float32 and out.flags.c_contiguous
-        # float32 sums of 16 products in two orders: a few ulps of values of size ~4
-        np.testing.assert_allclose(out, x @ p["weight"].T + p["bias"], rtol=0, atol=1e-5)
+    for width, switch in ((4096 + 3, 16), (40, 32)):
+        p = {"weight": rng.normal(size=(width, 16)).astype("float32"), "bias": rng.normal(size=width).astype("float32")}
+        for rows in (1, switch, switch + 1):
+            assert ops.weight_first(rows, width) == (rows <= switch)
+            x = rng.normal(size=(rows, 1, 16)).astype("float32")
+            out, _ = ops.linear_forward(x, p)
+            assert out.shape == (rows, 1, width) and out.dtype == np.float32 and out.flags.c_contiguous
+            # float32 sums of 16 products in two orders: a few ulps of values of size ~4
+            np.testing.assert_allclose(out, x @ p["weight"].T + p["bias"], rtol=0, atol=1e-5)
