@@ -1,7 +1,7 @@
 """minibertgen vs transformers + torch on the CPU: the same bert2bert, the same inputs, the same threads.
 
-    python benchmarks/bench_cpu.py --quick          # a smoke run (fewer repeats), 2-3 minutes
-    python benchmarks/bench_cpu.py                  # the full run that BENCHMARKS.md records
+    python benchmarks/bench_cpu.py --quick          # the main table, 3 repeats: under 5 minutes on 2 cores
+    python benchmarks/bench_cpu.py                  # the full run that BENCHMARKS.md records (+ scaling rows)
     python benchmarks/bench_cpu.py --rows encoder,beam1 --threads 2
 
 Both sides run the real MiniLM bert2bert (``weights/minilm-l6``; ``minibertgen fetch minilm-l6``):
@@ -771,9 +771,10 @@ def load_average() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer repeats (3), for a smoke run")
+    ap.add_argument("--quick", action="store_true", help="the main table only, 3 repeats: under 5 minutes on 2 cores")
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds per row (default 7, --quick 3)")
-    ap.add_argument("--rows", default=",".join(ALL_ROWS), help=f"comma-separated subset of {','.join(ALL_ROWS)}")
+    ap.add_argument("--rows", default=None, help=f"comma-separated subset of {','.join(ALL_ROWS)} (default: all; "
+                                                 "--quick: all but the scaling rows)")
     ap.add_argument("--threads", type=int, default=None, help="threads for both sides (default: NumPy's BLAS count)")
     ap.add_argument("--weights", default=None, help="MiniLM checkpoint folder (default: weights/minilm-l6)")
     ap.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
@@ -797,6 +798,8 @@ def main(argv=None) -> int:
         print(json.dumps(child_torch5(args.model_dir, args.rows.split(","), args.threads, args.repeats)))
         return 0
 
+    if args.rows is None:
+        args.rows = ",".join(r for r in ALL_ROWS if not (args.quick and r in SCALING))
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - set(ALL_ROWS))
     if unknown:
