@@ -332,6 +332,28 @@ def test_08_grad_check_errors_near_1e_9():
     assert len(values) == 3 and all(1e-10 <= v < 1e-8 for v in values), values  # "near 1e-9": within a decade
 
 
+def test_08_summary_counts_the_gradients():
+    (n,) = find(r"(\d+) parameter tensors, \d+ numbers", printed("08"), "tensor count")
+    assert f"all {n} gradients agree" in printed("08")
+    assert f"The whole bert2bert's {n} parameter gradients equal torch autograd's" in prose("08")
+
+
+def test_08_loss_gradient_rows():
+    """Section 3's prediction: ignored rows are zero, the others sum to 0 (to float64 rounding)."""
+    out = printed("08")
+    assert "dz rows of ignored labels are zero: True" in out
+    (worst,) = find(r"largest \|row sum\| of dz: (" + NUMBER + ")", out, "row sums")
+    assert float(worst) < 1e-14, "rows of softmax - onehot sum to 0 up to float64 rounding"
+
+
+def test_08_does_not_show_the_answers():
+    """The loss's gradient formula is exercise 1: the prose states the loss, not its derivative."""
+    text = prose("08")
+    assert "\\operatorname{onehot}" not in text and "p_k\\Big(g_k - \\sum_i g_i p_i\\Big)" not in text
+    for stub in ("def my_cross_entropy_backward", "def my_softmax_backward"):
+        cell = next("".join(c["source"]) for c in cells("08") if stub in "".join(c["source"]))
+        assert 'raise NotImplementedError("your code here")' in cell
+
 # ---------------------------------------------------------------- 09 warm start
 
 
