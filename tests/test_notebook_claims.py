@@ -354,6 +354,7 @@ def test_08_does_not_show_the_answers():
         cell = next("".join(c["source"]) for c in cells("08") if stub in "".join(c["source"]))
         assert 'raise NotImplementedError("your code here")' in cell
 
+
 # ---------------------------------------------------------------- 09 warm start
 
 
