@@ -221,6 +221,91 @@ def test_06_does_not_show_the_answers():
     assert "cached_self_attention" not in "".join(stub["source"]).replace("my_cached_attention", ""), "solution beside the stub"
 
 
+# ---------------------------------------------------------------- 07 teacher forcing and the loss
+
+
+def test_07_the_token_mean_and_the_sequence_means():
+    text, out = prose("07"), printed("07")
+    token, seq0, seq1, both = find(r"mean over counted tokens +(" + NUMBER + r").*\n.*per-sequence means +\[(" + NUMBER
+                                   + r"), (" + NUMBER + r")\], their mean (" + NUMBER + ")", out, "means lines")  # fmt: skip
+    (log_v,) = find(r"log V for V = 16: (" + NUMBER + ")", out, "log V line")
+    s_token, s_both, s_short, s_log_v = find(
+        r"the mean over the 8 counted tokens, (" + NUMBER + r")\. The mean of the two per-sequence means is (" + NUMBER
+        + r"), slightly below: the short row 1 \(mean (" + NUMBER + r")\) .* the uniform guess \$\\log V = (" + NUMBER
+        + r")\$, and the grey", text, "means claim")  # fmt: skip
+    assert "counted tokens per row [5, 3], in all 8" in out and "row 0 with its 5 tokens" in text
+    check(s_token, float(token), "the token mean")
+    check(s_both, float(both), "the mean of sequence means")
+    check(s_short, float(seq1), "row 1's mean")
+    check(s_log_v, float(log_v), "log V")
+    assert float(both) < float(token), "'slightly below'"
+    assert "above or below the batch loss" in text  # the prediction this answers
+
+
+def test_07_pad_labels():
+    text, out = prose("07"), printed("07")
+    honest, n_real, padded, n_all, share = find(
+        r"loss with -100 (" + NUMBER + r") over (\d+) tokens, with pad labels (" + NUMBER + r") over (\d+) tokens "
+        r"\((\d+)% of them pad\)", out, "pad-labels line")  # fmt: skip
+    reported, real, right, exact = find(r"its reported training loss (" + NUMBER + r"), its loss on the real tokens ("
+                                        + NUMBER + r") \(the right model: (" + NUMBER + r")\), exactly reversed (\d+)%",
+                                        out, "pad-trained line")  # fmt: skip
+    claim = find(r"scores (" + NUMBER + r") over the (\d+) real tokens, and (" + NUMBER + r") once the padding \((\d+)% "
+                 r"of the (\d+) positions\)", text, "same-model claim")  # fmt: skip
+    for stated, value, what in zip(claim, (honest, n_real, padded, share, n_all), ("loss", "tokens", "padded loss",
+                                                                                   "share", "positions")):
+        check(stated, float(value), what)
+    s_reported, s_real, s_right, s_exact = find(
+        r"reports a training loss of (" + NUMBER + r"), as low as .* it is worse, (" + NUMBER + r") against (" + NUMBER
+        + r"),.* The toy still reverses (\d+)%", text, "pad-trained claim")  # fmt: skip
+    check(s_reported, float(reported), "reported loss")
+    check(s_real, float(real), "real-token loss")
+    check(s_right, float(right), "the right model's loss")
+    check(s_exact, float(exact), "exact match")
+    assert float(real) > float(right), "'worse'"
+    assert float(share) == round(100 * (1 - int(n_real) / int(n_all))) and "a fifth of the positions" in text
+
+
+def test_07_no_shift_copies():
+    text, out = prose("07"), printed("07")
+    loss, exact, honest = find(r"no shift: last training loss (" + NUMBER + r"); exactly reversed (\d+)%; its loss with "
+                               r"the right shift (" + NUMBER + ")", out, "no-shift line")  # fmt: skip
+    (right,) = find(r"trained right: last training loss (" + NUMBER + ")", out, "right line")
+    s_loss, s_right, s_exact, s_honest = find(
+        r"ends at a training loss of (" + NUMBER + r"), far below the right run's (" + NUMBER + r"), and reverses (\d+)% "
+        r".* its loss is (" + NUMBER + r"), worse than", text, "no-shift claim")  # fmt: skip
+    check(s_loss, float(loss), "no-shift loss")
+    check(s_right, float(right), "right loss")
+    check(s_exact, float(exact), "no-shift exact match")
+    check(s_honest, float(honest), "no-shift honest loss")
+    assert float(honest) > math.log(16), "'worse than the uniform guess'"
+    assert "generated [2, 2, 2, 2, 2, 2, 2, 2, 2]" in out, "'it outputs the start token again, forever'"
+
+
+def test_07_start_tokens():
+    text, out = prose("07"), printed("07")
+    rates = dict(re.findall(r"start token (\d+): exactly reversed (\d+)%", out))
+    s2, s0, s3 = find(r"Started from token 2, the model reverses (\d+)%\. The pad token 0 happens to do little harm here "
+                      r"\((\d+)%\).* The ordinary token 3 ruins it, (\d+)%", text, "start claim")  # fmt: skip
+    check(s2, float(rates["2"]), "start 2")
+    check(s0, float(rates["0"]), "start 0")
+    check(s3, float(rates["3"]), "start 3")
+    assert "with no decoder_start_token_id: config.decoder_start_token_id is None" in out
+
+
+def test_07_row_1_of_the_table():
+    """The first prediction's answer: position 3 holds the end token, position 4 the pad token."""
+    text, out = prose("07"), printed("07")
+    assert "Position 3 of the short row holds the **end token** 1" in text and "Position 4 holds `pad_token_id` 0" in text
+    assert re.search(r"\n +3 \| +1 \| +ignored \(-100\)\n +4 \| +0 \| +ignored \(-100\)", out)
+
+
+def test_07_does_not_show_the_answers():
+    for stub in ("def my_shift_right", "def my_masked_loss"):
+        cell = next("".join(c["source"]) for c in cells("07") if stub in "".join(c["source"]))
+        assert 'raise NotImplementedError("your code here")' in cell
+
+
 # ---------------------------------------------------------------- 08 backprop
 
 
@@ -245,6 +330,29 @@ def test_08_grad_check_errors_near_1e_9():
     (report,) = find(r"LayerNorm: \|finite difference - backward\| per input: (\{[^}]*\})", printed("08"), "report")
     values = [float(v) for v in re.findall(NUMBER, report)]
     assert len(values) == 3 and all(1e-10 <= v < 1e-8 for v in values), values  # "near 1e-9": within a decade
+
+
+def test_08_summary_counts_the_gradients():
+    (n,) = find(r"(\d+) parameter tensors, \d+ numbers", printed("08"), "tensor count")
+    assert f"all {n} gradients agree" in printed("08")
+    assert f"The whole bert2bert's {n} parameter gradients equal torch autograd's" in prose("08")
+
+
+def test_08_loss_gradient_rows():
+    """Section 3's prediction: ignored rows are zero, the others sum to 0 (to float64 rounding)."""
+    out = printed("08")
+    assert "dz rows of ignored labels are zero: True" in out
+    (worst,) = find(r"largest \|row sum\| of dz: (" + NUMBER + ")", out, "row sums")
+    assert float(worst) < 1e-14, "rows of softmax - onehot sum to 0 up to float64 rounding"
+
+
+def test_08_does_not_show_the_answers():
+    """The loss's gradient formula is exercise 1: the prose states the loss, not its derivative."""
+    text = prose("08")
+    assert "\\operatorname{onehot}" not in text and "p_k\\Big(g_k - \\sum_i g_i p_i\\Big)" not in text
+    for stub in ("def my_cross_entropy_backward", "def my_softmax_backward"):
+        cell = next("".join(c["source"]) for c in cells("08") if stub in "".join(c["source"]))
+        assert 'raise NotImplementedError("your code here")' in cell
 
 
 # ---------------------------------------------------------------- 09 warm start

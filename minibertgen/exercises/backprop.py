@@ -1,4 +1,5 @@
-"""Exercise on backprop: softmax's backward (notebook 08)."""
+"""Exercises on backprop (notebook 08): softmax's backward, and the backward of the mean cross-entropy
+with ignored labels."""
 
 from __future__ import annotations
 
@@ -52,3 +53,61 @@ def check_softmax_backward(fn, *, n_cases: int = 20, seed: int = 0) -> None:
         )
     print(f"{name}: all {n_cases} random shapes match minibertgen.ops.softmax_backward")
 
+
+
+def check_cross_entropy_backward(fn, *, n_cases: int = 20, seed: int = 0) -> None:
+    """Grade ``fn(logits, labels) -> dlogits`` against ``ops.cross_entropy_backward``.
+
+    logits: (N, V); labels: (N,) ints, -100 where ignored; the loss is the mean over the counted
+    labels of -log softmax(logits[n])[labels[n]]; dlogits = dloss/dlogits, (N, V).
+    """
+    from ..ops import cross_entropy_backward, cross_entropy_forward, softmax_forward
+
+    name = "check_cross_entropy_backward"
+    rng = np.random.default_rng(seed)
+    for case in range(n_cases):
+        N, V = int(rng.integers(3, 9)), int(rng.integers(3, 10))
+        logits = rng.normal(size=(N, V)) * 2.0
+        labels = rng.integers(0, V, size=N)
+        n_ignored = int(rng.integers(1, N - 1))  # at least one ignored row and at least two counted ones
+        labels[rng.choice(N, size=n_ignored, replace=False)] = -100
+        given_logits, given_labels = logits.copy(), labels.copy()
+        where = f"logits {logits.shape}, labels {labels.tolist()}"
+        got = _host(_call_learner(name, fn, (given_logits, given_labels), where), name, "dlogits")
+        if not (np.array_equal(given_logits, logits) and np.array_equal(given_labels, labels)):
+            raise _exercise_error(name, f"your function wrote into logits or labels ({where})",
+                                  "compute a new array; a backward never changes its inputs (STYLE.md 2)")
+        if got.shape != logits.shape:
+            raise _exercise_error(name, f"dlogits has shape {got.shape}, expected {logits.shape} ({where})",
+                                  "dlogits has the shape of logits: one row per position, one column per token")
+        expected = cross_entropy_backward(1.0, cross_entropy_forward(logits, labels)[1])
+        # float64, V <= 9 terms per softmax: rounding ~1e-16; every mistake below is O(0.01) or more
+        if np.allclose(got, expected, rtol=0.0, atol=1e-12):
+            continue
+        valid = labels != -100
+        n_valid = int(valid.sum())
+        probs, _ = softmax_forward(logits)
+        onehot = np.zeros_like(logits)
+        onehot[np.flatnonzero(valid), labels[valid]] = 1.0
+        raw = probs - onehot  # (N, V), rows of ignored labels still hold the softmax
+        if np.allclose(got[valid], expected[valid], atol=1e-12):
+            hint = ("the counted rows are right, but an ignored label (-100) contributes nothing to the loss, "
+                    "so its row of dlogits must be zero")
+        elif np.allclose(got, raw * valid[:, None], atol=1e-12):
+            hint = f"you forgot the 1/n of the mean: divide by the number of counted labels (here n = {n_valid})"
+        elif np.allclose(got, raw * valid[:, None] / N, atol=1e-12):
+            hint = (f"you divided by every position (N = {N}); the loss averages over the counted labels only "
+                    f"(n = {n_valid} here), so divide by n")
+        elif np.allclose(got, -expected, atol=1e-12):
+            hint = "the sign is flipped: the loss is MINUS the log-probability, so dlogits = (softmax - onehot) / n"
+        elif not np.allclose(got[valid].sum(axis=1), 0.0, atol=1e-12):
+            hint = ("each counted row of dlogits sums to 0 (softmax sums to 1, the onehot too): start from "
+                    "d(-log softmax(z)_y)/dz_k = softmax(z)_k - [k = y]")
+        else:
+            hint = "start from d(-log softmax(z)_y)/dz_k = softmax(z)_k - [k = y], then take the mean's 1/n"
+        worst = np.unravel_index(int(np.argmax(np.abs(got - expected))), logits.shape)
+        raise _exercise_error(
+            name, f"dlogits differs from the package's at {tuple(int(i) for i in worst)}: yours "
+            f"{float(got[worst]):.6g}, expected {float(expected[worst]):.6g} ({where})", hint,
+        )
+    print(f"{name}: all {n_cases} random batches match minibertgen.ops.cross_entropy_backward")

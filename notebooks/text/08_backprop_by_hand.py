@@ -3,6 +3,14 @@
 # %% [markdown]
 # # 08 · Backprop by hand
 #
+# **You will learn:** how a backward pass is derived and checked (finite differences, then torch's
+# autograd), LayerNorm's and attention's backwards, and, as exercises, the backward of the masked
+# loss and of softmax; then a tiny bert2bert trained with the gradients.
+#
+# **Prerequisites:** notebooks 03, 05 and 07 (attention, the layer, the loss with -100 labels).
+#
+# **Time:** about 45 minutes.
+#
 # minibertgen has no autograd. Every layer is a pair of functions, side by side:
 #
 # ```python
@@ -12,8 +20,9 @@
 #
 # The backward of a composition is the composition of backwards in reverse order (the chain rule),
 # and where one value feeds two places, as in a residual connection, the two gradients add. This
-# notebook derives three backwards: LayerNorm, softmax attention and the loss. Each is checked live
-# against **finite differences**, then a whole model is checked against torch's autograd, and trained.
+# notebook derives LayerNorm's and attention's backwards and leaves two to you: the loss's (exercise 1)
+# and softmax's (exercise 2). Each is checked live against **finite differences**, then a whole model
+# is checked against torch's autograd, and trained.
 #
 # **Code path:** `ops.layernorm_forward/backward`, `ops.softmax_forward/backward`,
 # `attention.attention_forward/backward`, `ops.cross_entropy_forward/backward`,
@@ -77,7 +86,10 @@ print("LayerNorm: |finite difference - backward| per input:", {k: f"{v:.1e}" for
 # %% [markdown]
 # How small should $\epsilon$ be? Too large and the $O(\epsilon^2)$ truncation error dominates; too
 # small and the subtraction $L(a + \epsilon u) - L(a - \epsilon u)$ loses digits to rounding,
-# an error $\approx 10^{-16}|L|/\epsilon$. Sweeping $\epsilon$ shows both regimes:
+# an error $\approx 10^{-16}|L|/\epsilon$. Sweeping $\epsilon$ shows both regimes.
+#
+# **Predict, then run:** as $\epsilon$ shrinks from $10^{-1}$ to $10^{-12}$, does the error keep
+# falling? If not, roughly where is it smallest?
 
 # %%
 u = rng.normal(size=x.shape)
@@ -115,12 +127,11 @@ print(f"grad_check with eps = {valley:.1e}:", {k: f"{v:.1e}" for k, v in report.
 #
 # ## 2. Softmax, then attention
 #
-# For $p = \operatorname{softmax}(s)$ over the last axis, $\frac{\partial p_i}{\partial s_k} = p_i(\delta_{ik} - p_k)$, so
-#
-# $$\frac{\partial L}{\partial s_k} = \sum_i g_i\, p_i (\delta_{ik} - p_k) = p_k\Big(g_k - \sum_i g_i p_i\Big),$$
-#
-# one line, never the $N \times N$ Jacobian. (Writing it is the exercise at the end.) Attention chains
-# it with matrix products. With $S = QK^\top/\sqrt{D_h} + M$, $A = \operatorname{softmax}(S)$ and $C = AV$:
+# For $p = \operatorname{softmax}(s)$ over the last axis, $\frac{\partial p_i}{\partial s_k} = p_i(\delta_{ik} - p_k)$.
+# Contracting this with the upstream gradient $g = \partial L / \partial p$, $\frac{\partial L}{\partial s_k} =
+# \sum_i g_i \frac{\partial p_i}{\partial s_k}$, simplifies to one line that never builds the $N \times N$
+# Jacobian: `ops.softmax_backward`. Deriving that line is exercise 2. Attention chains it with matrix
+# products. With $S = QK^\top/\sqrt{D_h} + M$, $A = \operatorname{softmax}(S)$ and $C = AV$:
 #
 # $$dV = A^\top dC, \qquad dA = dC\, V^\top, \qquad dS = \operatorname{softmax\_backward}(dA, A), \qquad
 # dQ = \frac{dS\, K}{\sqrt{D_h}}, \qquad dK = \frac{dS^\top Q}{\sqrt{D_h}},$$
@@ -153,14 +164,18 @@ print("causal self-attention, worst |finite difference - backward|:", f"{max(rep
 # %% [markdown]
 # ## 3. The loss
 #
-# For logits $z \in \mathbb{R}^{N \times V}$ and labels $y$, with $n$ counted labels (those $\ne -100$):
+# For logits $z \in \mathbb{R}^{N \times V}$ and labels $y$, with $n$ counted labels (those $\ne -100$,
+# notebook 07):
 #
 # $$L = -\frac1n \sum_{t:\, y_t \ne -100} \log \operatorname{softmax}(z_t)_{y_t}
-# \qquad\Longrightarrow\qquad
-# \frac{\partial L}{\partial z_t} = \frac{\operatorname{softmax}(z_t) - \operatorname{onehot}(y_t)}{n}
-# \;\text{(and 0 for ignored } t).$$
+# = \frac1n \sum_{t:\, y_t \ne -100} \Big(\log \sum_k e^{z_{t,k}} - z_{t,y_t}\Big).$$
 #
-# The softmax and the log cancel into "prediction minus target": `ops.cross_entropy_backward`.
+# Its gradient $\partial L / \partial z$ is where every training step's backward starts, and deriving
+# it is exercise 1. Here we only check `ops.cross_entropy_backward` against finite differences and
+# look at two of its properties.
+#
+# **Predict, then run:** which rows of `dz` are exactly zero, and what does each of the other rows
+# sum to? (Each counted term depends on one row $z_t$ only; softmax's entries sum to 1.)
 
 # %%
 z = rng.normal(size=(6, 10)) * 3
@@ -170,6 +185,7 @@ dz = ops.cross_entropy_backward(1.0, cache)
 report = grad_check(lambda a: float(ops.cross_entropy_forward(a["z"], y)[0]), {"z": z}, {"z": dz})
 print(f"loss {float(value):.4f}; dz rows of ignored labels are zero: {not dz[[2, 5]].any()}; "
       f"grad_check error {report['z']:.1e}")
+print(f"largest |row sum| of dz: {np.abs(dz.sum(axis=1)).max():.0e}")  # float64 rounding
 
 # %% [markdown]
 # ## 4. A whole bert2bert, against torch's autograd
@@ -283,17 +299,43 @@ for s, g in zip(src[:3], gen[:3]):
     print("  source", s[s != 0].tolist(), "-> generated", g[1:].tolist())
 
 # %% [markdown]
-# ## Exercise: softmax's backward
+# ## Exercise 1: the loss's backward, with ignored labels
+#
+# Write `my_cross_entropy_backward(logits, labels)`: logits $(N, V)$, labels $(N,)$ with -100 on
+# ignored positions; return $\partial L / \partial z$, shape $(N, V)$, for the mean loss $L$ of section 3.
+# Derive it first, on paper:
+#
+# * for one counted row, differentiate $\log\sum_k e^{z_k} - z_y$ with respect to $z_j$ (two cases:
+#   $j = y$ and $j \ne y$);
+# * then account for the $\frac1n$ of the mean, and for the rows that are not in the sum at all.
+#
+# Section 3's printout tells you two things your answer must satisfy. `minibertgen.exercises.check_cross_entropy_backward`
+# grades it on random batches and names the usual mistakes.
+
+# %%
+from minibertgen.exercises import check_cross_entropy_backward, check_softmax_backward
+
+
+def my_cross_entropy_backward(logits, labels):
+    raise NotImplementedError("your code here")
+
+
+try:
+    check_cross_entropy_backward(my_cross_entropy_backward)
+except NotImplementedError:
+    print("Not written yet: fill in my_cross_entropy_backward above, then run this cell again.")
+
+# %% [markdown]
+# ## Exercise 2: softmax's backward
 #
 # Write `my_softmax_backward(dout, probs)`: given `probs = softmax(x)` over the last axis (any
-# shape `(..., N)`) and `dout` $= \partial L / \partial\,\text{probs}$, return
-# $\partial L / \partial x$, without building the Jacobian and without writing into the inputs.
+# shape `(..., N)`) and `dout` $= \partial L / \partial\,\text{probs}$, return $\partial L / \partial x$,
+# without building the Jacobian and without writing into the inputs. Start from section 2's
+# $\frac{\partial p_i}{\partial s_k} = p_i(\delta_{ik} - p_k)$: split the sum over $i$ into the term
+# $i = k$ and the rest, and look for a sum that does not depend on $k$.
 # `minibertgen.exercises.check_softmax_backward` grades it on random shapes.
 
 # %%
-from minibertgen.exercises import check_softmax_backward
-
-
 def my_softmax_backward(dout, probs):
     raise NotImplementedError("your code here")
 
@@ -304,7 +346,21 @@ except NotImplementedError:
     print("Not written yet: fill in my_softmax_backward above, then run this cell again.")
 
 # %% [markdown]
-# The solution is the package's `ops.softmax_backward`, the one `attention_backward` uses:
+# The solutions are the package's own backwards, the ones `EncoderDecoderModel.backward` and
+# `attention_backward` use; the checkers compare against them:
 
 # %%
+check_cross_entropy_backward(lambda z, y: ops.cross_entropy_backward(1.0, ops.cross_entropy_forward(z, y)[1]))
 check_softmax_backward(ops.softmax_backward)
+
+# %% [markdown]
+# ## Summary
+#
+# - A backward is checked by a central difference of $L = \sum y \odot g$ along a random direction,
+#   with a random upstream gradient $g$, in float64; its error has a valley in $\epsilon$ between
+#   truncation and rounding.
+# - LayerNorm's backward is $r(h - \bar h - \hat x\, \overline{h \odot \hat x})$ per row; attention's
+#   chains softmax's backward with matrix products, and $x$'s three gradients (from $Q$, $K$, $V$) add.
+# - The masked loss's gradient has zero rows for ignored labels and rows that sum to 0 elsewhere.
+# - The whole bert2bert's 93 parameter gradients equal torch autograd's through transformers, and
+#   AdamW with them learns to reverse sequences.
