@@ -8,15 +8,18 @@ shows one. A wrong answer raises AssertionError saying what is wrong, on which i
 a right one prints one line. A stub that raises NotImplementedError is let through unchanged.
 
 - ``attention``: the causal mask (03), the KV cache append and one decoder step (06)
+- ``layer``: one post-LN encoder layer and inverted dropout (05)
 - ``backprop``: softmax's backward (08)
 - ``search``: one beam step (11), and the demonstrations 06 and 11 call instead of showing an answer
 """
 
 from .attention import cached_self_attention, check_cached_attention, check_causal_mask, check_decoder_step
 from .backprop import check_softmax_backward
+from .layer import check_dropout, check_layer_forward
 from .search import beam_step, cache_vs_full, check_beam_step, ranked_continuations
 
 __all__ = [
     "beam_step", "cache_vs_full", "cached_self_attention", "check_beam_step", "check_cached_attention",
-    "check_causal_mask", "check_decoder_step", "check_softmax_backward", "ranked_continuations",
+    "check_causal_mask", "check_decoder_step", "check_dropout", "check_layer_forward", "check_softmax_backward",
+    "ranked_continuations",
 ]  # fmt: skip
