@@ -180,3 +180,12 @@ def test_a_wrong_dropout_fails_naming_its_mistake(wrong, named):
 def test_a_dropout_stub_passes_through():
     with pytest.raises(NotImplementedError):
         check_dropout(not_written)
+
+
+def test_the_solutions_the_notebook_shows_passing_pass(capsys):
+    """05 ends its exercises with the package's own functions in the exercises' signatures."""
+    from minibertgen.exercises import inverted_dropout, post_ln_layer
+
+    check_layer_forward(post_ln_layer)
+    check_dropout(inverted_dropout)
+    assert capsys.readouterr().out.count("\n") == 2

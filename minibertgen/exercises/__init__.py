@@ -15,11 +15,11 @@ a right one prints one line. A stub that raises NotImplementedError is let throu
 
 from .attention import cached_self_attention, check_cached_attention, check_causal_mask, check_decoder_step
 from .backprop import check_softmax_backward
-from .layer import check_dropout, check_layer_forward
+from .layer import check_dropout, check_layer_forward, inverted_dropout, post_ln_layer
 from .search import beam_step, cache_vs_full, check_beam_step, ranked_continuations
 
 __all__ = [
     "beam_step", "cache_vs_full", "cached_self_attention", "check_beam_step", "check_cached_attention",
     "check_causal_mask", "check_decoder_step", "check_dropout", "check_layer_forward", "check_softmax_backward",
-    "ranked_continuations",
+    "inverted_dropout", "post_ln_layer", "ranked_continuations",
 ]  # fmt: skip

@@ -94,6 +94,23 @@ def _known_mistakes(x, p, mask_add, num_heads, eps):
     ]
 
 
+def post_ln_layer(x, p, mask_add, num_heads, eps):
+    """The solution of check_layer_forward: ``blocks.layer_forward`` in eval mode, in the exercise's signature."""
+    from ..blocks import layer_forward
+    from ..config import BertGenerationConfig
+
+    cfg = BertGenerationConfig(hidden_size=x.shape[-1], num_attention_heads=num_heads, layer_norm_eps=eps, vocab_size=8,
+                               intermediate_size=p["intermediate"]["dense"]["weight"].shape[0])  # fmt: skip
+    return layer_forward(x, p, cfg, mask_add)[0]
+
+
+def inverted_dropout(x, rate, rng, train):
+    """The solution of check_dropout: ``ops.dropout_forward`` without its cache."""
+    from ..ops import dropout_forward
+
+    return dropout_forward(x, rate, rng, train)[0]
+
+
 def check_layer_forward(fn, *, n_cases: int = 12, seed: int = 0) -> None:
     """Grade ``fn(x, p, mask_add, num_heads, eps) -> out`` against ``blocks.layer_forward`` (eval mode).
 
@@ -104,9 +121,6 @@ def check_layer_forward(fn, *, n_cases: int = 12, seed: int = 0) -> None:
     out = LN2(W2 GELU(W1 a + b1) + b2 + a), with the exact erf GELU. Returns None; raises
     AssertionError naming the mistake.
     """
-    from ..blocks import layer_forward
-    from ..config import BertGenerationConfig
-
     name = "check_layer_forward"
     for case in range(n_cases):
         x, p, mask_add, num_heads, eps = random_layer_case(seed + case)
@@ -120,9 +134,7 @@ def check_layer_forward(fn, *, n_cases: int = 12, seed: int = 0) -> None:
         if got.shape != x.shape:
             raise _exercise_error(name, f"shape {got.shape}, expected (B, T, D) = {x.shape} ({where})",
                                   "the layer maps (B, T, D) to (B, T, D): the FFN goes up to F and back down to D")
-        cfg = BertGenerationConfig(hidden_size=D, num_attention_heads=num_heads, intermediate_size=p["intermediate"]
-                                   ["dense"]["weight"].shape[0], layer_norm_eps=eps, vocab_size=8)  # fmt: skip
-        expected, _, _ = layer_forward(x, p, cfg, mask_add)
+        expected = post_ln_layer(x, p, mask_add, num_heads, eps)
         err = float(np.abs(got - expected).max()) if np.isfinite(got).all() else float("inf")
         if err <= LAYER_ATOL:
             continue
