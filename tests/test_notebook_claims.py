@@ -182,6 +182,14 @@ def test_03_padded_keys_get_exactly_zero():
     assert float(got) == 0.0
 
 
+def test_03_visible_pairs_of_the_causal_masks():
+    text, out = prose("03"), printed("03")
+    causal, padded = find(r"\$1 \+ 2 \+ \\dots \+ 6 = (\d+)\$ pairs of 36\..*?\$21 - 3 = (\d+)\$ pairs remain", text,
+                          "visible-pairs claim")  # fmt: skip
+    assert f"causal (row 0: no padding)  : {causal} visible (query, key) pairs of 36" in out
+    assert f"causal + padding (row 1)    : {padded} visible (query, key) pairs of 36" in out
+
+
 # ---------------------------------------------------------------- 04 relative positions
 
 
