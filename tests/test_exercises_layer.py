@@ -114,13 +114,16 @@ def test_every_failure_has_a_hint():
             check_layer_forward(wrong)
 
 
-def test_the_tanh_gelu_is_far_outside_the_tolerance():
-    """The tanh GELU is off by up to ~2e-4 per activation: well above float64 rounding, so detectable."""
-    from minibertgen.exercises.layer import LAYER_ATOL, random_layer_case
+def test_every_known_mistake_is_far_outside_the_tolerance_on_every_case():
+    """Each graded case tells every named mistake from the right layer (the tanh GELU, the closest, by
+    ~1e-4 per output: far above float64 rounding), so none slips through on a lucky shape."""
+    from minibertgen.exercises.layer import LAYER_ATOL, _known_mistakes, post_ln_layer, random_layer_case
 
-    x, p, mask_add, num_heads, eps = random_layer_case(0)
-    gap = np.abs(layer_with_tanh_gelu(x, p, mask_add, num_heads, eps) - post_ln_layer(x, p, mask_add, num_heads, eps))
-    assert gap.max() > 1e4 * LAYER_ATOL
+    for case in range(12):
+        x, p, mask_add, num_heads, eps = random_layer_case(case)
+        right = post_ln_layer(x, p, mask_add, num_heads, eps)
+        for wrong, hint in _known_mistakes(x, p, mask_add, num_heads, eps):
+            assert np.abs(wrong - right).max() > 1e5 * LAYER_ATOL, (case, hint)
 
 
 def test_a_layer_stub_passes_through():
