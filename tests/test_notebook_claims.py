@@ -182,6 +182,14 @@ def test_03_padded_keys_get_exactly_zero():
     assert float(got) == 0.0
 
 
+def test_03_visible_pairs_of_the_causal_masks():
+    text, out = prose("03"), printed("03")
+    causal, padded = find(r"\$1 \+ 2 \+ \\dots \+ 6 = (\d+)\$ pairs of 36\..*?\$21 - 3 = (\d+)\$ pairs remain", text,
+                          "visible-pairs claim")  # fmt: skip
+    assert f"causal (row 0: no padding)  : {causal} visible (query, key) pairs of 36" in out
+    assert f"causal + padding (row 1)    : {padded} visible (query, key) pairs of 36" in out
+
+
 # ---------------------------------------------------------------- 04 relative positions
 
 
@@ -190,6 +198,35 @@ def test_04_agrees_with_the_reference_to_rounding():
     errors = [float(e) for e in re.findall(r"(?:logits max abs error|loss error) (" + NUMBER + ")", printed("04"))]
     assert len(errors) == 4, errors  # logits and loss, two position types
     assert max(errors) < 1e-12, "float64 rounding is ~1e-15; 1e-12 would already be a mistake"
+
+
+# ---------------------------------------------------------------- 05 the full layer
+
+
+def test_05_gelu_gap_dropout_and_depth_numbers():
+    text, out = prose("05"), printed("05")
+    gaps = re.findall(r"off by up to \$(" + NUMBER + r" \\cdot 10\^\{-?\d+\})\$", text)
+    assert len(gaps) == 2, gaps  # the GELU section and the summary
+    (got_gap,) = find(r"max \|tanh - exact\| = (" + NUMBER + ")", out, "GELU gap line")
+    for gap in gaps:
+        check(gap, float(got_gap), "largest gap between the tanh and the exact GELU")
+    zero, mean = find(r"train: zero fraction (" + NUMBER + r"), survivors hold \[1\.1+\], mean (" + NUMBER + ")", out,
+                      "dropout line")  # fmt: skip
+    check(find(r"The zero fraction is (" + NUMBER + ")", text, "zero-fraction claim")[0], float(zero), "zero fraction")
+    check(find(r"the array is (" + NUMBER + ")", text, "mean claim")[0], float(mean), "mean after dropout")
+    inverted, unscaled = find(r"draws - z\| = (" + NUMBER + r") \(inverted\), (" + NUMBER + r") \(unscaled\)", out, "draws line")
+    check(find(r"a mean error of (" + NUMBER + ") after", text, "inverted claim")[0], float(inverted), "inverted error")
+    check(find(r"stops falling, at (" + NUMBER + ")", text, "unscaled claim")[0], float(unscaled), "unscaled error")
+    post, pre = find(r"post-LN (" + NUMBER + r"), pre-LN (" + NUMBER + ")", out, "depth line")
+    check(find(r"to (" + NUMBER + r") after 24 layers", text, "pre-LN claim")[0], float(pre), "pre-LN RMS")
+    assert "stays at RMS 1 at every depth" in text and agrees("1.00", float(post))
+
+
+def test_05_layer_equals_the_reference_to_rounding():
+    errors = [float(e) for e in re.findall(r"equals transformers', max abs error (" + NUMBER + ")", printed("05"))]
+    assert len(errors) == 5, errors  # two sub-blocks, the layer, two GELUs
+    assert max(errors) < 1e-12, "float64 rounding is ~1e-15"
+    assert "equal transformers' `BertGenerationLayer` to float64 rounding" in prose("05")
 
 
 # ---------------------------------------------------------------- 06 cross-attention and the cache

@@ -8,18 +8,21 @@ shows one. A wrong answer raises AssertionError saying what is wrong, on which i
 a right one prints one line. A stub that raises NotImplementedError is let through unchanged.
 
 - ``attention``: the causal mask (03), the KV cache append and one decoder step (06)
-- ``backprop``: softmax's backward and the masked cross-entropy's backward (08)
+- ``layer``: one post-LN encoder layer and inverted dropout (05)
 - ``loss``: labels -> decoder_input_ids (the right shift) and the masked mean cross-entropy (07)
+- ``backprop``: softmax's backward and the masked cross-entropy's backward (08)
 - ``search``: one beam step (11), and the demonstrations 06 and 11 call instead of showing an answer
 """
 
 from .attention import cached_self_attention, check_cached_attention, check_causal_mask, check_decoder_step
 from .backprop import check_cross_entropy_backward, check_softmax_backward
+from .layer import check_dropout, check_layer_forward, inverted_dropout, post_ln_layer
 from .loss import check_masked_loss, check_shift_right, masked_cross_entropy
 from .search import beam_step, cache_vs_full, check_beam_step, ranked_continuations
 
 __all__ = [
     "beam_step", "cache_vs_full", "cached_self_attention", "check_beam_step", "check_cached_attention",
-    "check_causal_mask", "check_cross_entropy_backward", "check_decoder_step", "check_masked_loss",
-    "check_shift_right", "check_softmax_backward", "masked_cross_entropy", "ranked_continuations",
+    "check_causal_mask", "check_cross_entropy_backward", "check_decoder_step", "check_dropout",
+    "check_layer_forward", "check_masked_loss", "check_shift_right", "check_softmax_backward", "inverted_dropout",
+    "masked_cross_entropy", "post_ln_layer", "ranked_continuations",
 ]  # fmt: skip

@@ -3,6 +3,14 @@
 # %% [markdown]
 # # 03 · Multi-head self-attention and masks
 #
+# **You will learn:** how queries, keys and values are computed and split into heads; how an additive
+# mask hides padding and future positions; what the heads of a real model (MiniLM) look at; and how to
+# check every attention probability against transformers.
+#
+# **Prerequisites:** notebooks 01 and 02 (tokens, embeddings and positions).
+#
+# **Time:** about 30 minutes.
+#
 # Self-attention lets every token read every other token. Each token asks a question (a *query*),
 # offers a label (a *key*) and carries content (a *value*); a token's output is the average of all
 # values, weighted by how well its query matches each key. With $H$ heads this happens $H$ times in
@@ -80,8 +88,10 @@ print("\nmax |by hand - attention_forward| =", np.abs(context - ours).max())
 #
 # ## The padding mask
 #
-# Sequence 1 ("dogs bark") has 4 real tokens followed by padding. Its padded keys get probability
-# exactly 0, so the real tokens' outputs do not depend on what the padding holds:
+# Sequence 1 ("dogs bark") has 4 real tokens followed by padding.
+#
+# **Predict, then run:** how much attention do the real queries of sequence 1 put on its padded keys:
+# about $10^{-5}$, about $10^{-300}$, or exactly 0? The next cell prints the largest such weight.
 
 # %%
 row = probs[1, 0]  # sequence 1, head 0: (T, T)
@@ -89,6 +99,9 @@ n = int(mask[1].sum())
 print("attention of sequence 1's real queries on its padded keys:", row[:n, n:].max())
 print("each row sums to 1:", np.allclose(probs.sum(-1), 1.0))
 print("values in mask_add:", sorted({float(v) + 0.0 for v in np.unique(mask_add)}), "= 0 and np.finfo(np.float64).min")
+
+# %% [markdown]
+# Its padded keys get probability exactly 0, so the real tokens' outputs do not depend on what the padding holds.
 
 # %% [markdown]
 # Why $\text{finfo.min}$ and not $-\infty$? A query that may see **no** key at all (a padded query in
@@ -105,20 +118,20 @@ print("values in mask_add:", sorted({float(v) + 0.0 for v in np.unique(mask_add)
 out = enc.forward(ids, mask)
 tokens = tok.convert_ids_to_tokens(ids[0].tolist())
 n0 = int(mask[0].sum())
-fig, axes = plt.subplots(2, 6, figsize=(18, 6.5))
+fig, axes = plt.subplots(2, 6, figsize=(18, 7.5), layout="constrained")  # constrained: no title overlaps the ticks above it
 for r, layer in enumerate([0, cfg.num_hidden_layers - 1]):
     layer_probs = out.cache["layers"][layer]["attention"]["self"]["probs"]  # (B, H, T, T)
     for c, head in enumerate(range(0, 12, 2)):
         ax = axes[r, c]
-        ax.imshow(layer_probs[0, head, :n0, :n0], cmap="Blues", vmin=0, vmax=1)
+        im = ax.imshow(layer_probs[0, head, :n0, :n0], cmap="Blues", vmin=0, vmax=1)
         ax.set_title(f"layer {layer}, head {head}", fontsize=9)
         ax.set_xticks(range(n0))
         ax.set_xticklabels(tokens[:n0], rotation=90, fontsize=7)
         ax.set_yticks(range(n0))
         ax.set_yticklabels(tokens[:n0] if c == 0 else [], fontsize=7)
+    fig.colorbar(im, ax=axes[r], shrink=0.9, pad=0.01, label=f"layer {layer}: attention probability")  # one scale, 0 to 1, per row
 fig.supxlabel("key (looked at)")
 fig.supylabel("query (looking)")
-fig.tight_layout()
 plt.show()
 
 # What each drawn head of layer 0 prefers, in numbers: the offset j - i of each query's largest weight
@@ -155,21 +168,30 @@ print(f"layer 0, head 8: weight of the second 'the' (position {the[1]}) on the f
 # `causal_padding_mask(attention_mask, query_len, dtype)` returns it with shape $(B, 1, T_q, T_k)$.
 # (When decoding with a KV cache, notebook 06, the queries are only the last `query_len` positions;
 # here `query_len` $= T$.)
+#
+# **Predict, then run:** for six positions, how many (query, key) pairs may attend in a causal mask
+# without padding, and in one whose last two positions are padding? The next cell counts them.
 
 # %%
+from matplotlib.colors import ListedColormap
+
 demo = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=np.float64)
 causal = causal_padding_mask(demo, 6, np.float64)  # (B, 1, T, T)
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+visible_or_hidden = ListedColormap(["#f2f2f2", "#238b45"])
+fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
 for ax, m, title in [(axes[0], padding_mask(demo, np.float64)[1, 0].repeat(6, 0), "padding only (row 1)"),
                      (axes[1], causal[0, 0], "causal (row 0: no padding)"),
                      (axes[2], causal[1, 0], "causal + padding (row 1)")]:
-    ax.imshow(m == 0, cmap="Greens", vmin=0, vmax=1.3)
+    im = ax.imshow(m == 0, cmap=visible_or_hidden, vmin=-0.5, vmax=1.5)  # two colours: 0 hidden, 1 visible
     ax.set(title=title, xlabel="key j", ylabel="query i")
-fig.suptitle("green: query i may attend to key j")
-fig.tight_layout()
+    print(f"{title:28s}: {int((m == 0).sum()):2d} visible (query, key) pairs of {m.size}")
+bar = fig.colorbar(im, ax=axes, shrink=0.85, ticks=[0, 1], label="may query i attend to key j?")
+bar.ax.set_yticklabels(["hidden\n(finfo.min)", "visible\n(0)"])
 plt.show()
 
 # %% [markdown]
+# Without padding query $i$ sees keys $0, \dots, i$: $1 + 2 + \dots + 6 = 21$ pairs of 36. Padding the last two keys hides key 4 from query 4 and keys 4 and 5 from query 5: $21 - 3 = 18$ pairs remain. (The padded queries 4 and 5 still see the real keys: their outputs are computed, then ignored by the loss.)
+#
 # ## Check against the reference
 #
 # transformers' `BertGenerationEncoder`, built from the same MiniLM weights (float64), returns every
@@ -236,3 +258,15 @@ except NotImplementedError:
 
 # %%
 check_causal_mask(causal_padding_mask)
+
+# %% [markdown]
+# ## Summary
+#
+# * Self-attention computes $Q$, $K$, $V$ with three dense layers and splits them into $H$ heads of width
+#   $D_h = D / H$ (`split_heads` is a reshape and a transpose); scores are scaled by $1/\sqrt{D_h}$.
+# * An **additive mask** with $\text{finfo.min}$ (not $-\infty$) hides keys: padded keys get probability exactly 0,
+#   and a row that may see nothing stays finite.
+# * The decoder's **causal** mask combines "not after the query" with the padding, shape $(B, 1, T_q, T_k)$.
+# * MiniLM's first-layer heads have readable roles (a previous-token head, `[SEP]` heads); its last layer
+#   spreads attention evenly.
+# * Every layer's attention probabilities equal transformers' to float64 rounding.
