@@ -10,13 +10,25 @@ a right one prints one line. A stub that raises NotImplementedError is let throu
 - ``attention``: the causal mask (03), the KV cache append and one decoder step (06)
 - ``backprop``: softmax's backward (08)
 - ``search``: one beam step (11), and the demonstrations 06 and 11 call instead of showing an answer
+- ``tokenization``: WordPiece's greedy longest-match-first cut of one word (01)
+- ``embeddings``: word + position rows, positions continuing after a KV cache, then LayerNorm (02)
+- ``positions``: the relative-distance table index for each (query, key) pair, cache included (04)
+- ``properties``: a hypothesis property of softmax that must catch planted bugs (14)
 """
 
 from .attention import cached_self_attention, check_cached_attention, check_causal_mask, check_decoder_step
 from .backprop import check_softmax_backward
 from .search import beam_step, cache_vs_full, check_beam_step, ranked_continuations
+from .tokenization import check_wordpiece
+from .embeddings import check_embeddings, embeddings_after_past
+from .positions import check_relative_distances, relative_distance_index
+from .properties import PLANTED_BUGS, check_softmax_property, softmax_inputs, softmax_property
 
 __all__ = [
     "beam_step", "cache_vs_full", "cached_self_attention", "check_beam_step", "check_cached_attention",
     "check_causal_mask", "check_decoder_step", "check_softmax_backward", "ranked_continuations",
+    "check_wordpiece",
+    "check_embeddings", "embeddings_after_past",
+    "check_relative_distances", "relative_distance_index",
+    "PLANTED_BUGS", "check_softmax_property", "softmax_inputs", "softmax_property",
 ]  # fmt: skip
