@@ -73,8 +73,8 @@ PLANTED_BUGS = {
         "assert that every output is finite (np.isfinite), or that rows sum to 1: NaN fails both"),
     "is the softmax of -x": (
         _softmax_of_minus_x, "its outputs are positive and sum to 1, but a larger x gets a SMALLER probability",
-        "assert that the order is kept: the largest x of a row gets the largest probability "
-        "(np.argmax along the last axis), or that p_i >= p_j wherever x_i >= x_j"),
+        "assert that the order is kept: p_i >= p_j wherever x_i >= x_j (>=, not >: both may underflow to 0.0; "
+        "compare all pairs of a row with x[..., :, None] >= x[..., None, :])"),
     "is uniform": (
         _uniform, "it returns 1/N everywhere: sums to 1, finite, but ignores x",
         "assert that it depends on x the way softmax does: p_i / p_j = exp(x_i - x_j) for entries "
