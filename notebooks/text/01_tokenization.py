@@ -132,7 +132,7 @@ batches = {
 }
 from matplotlib.colors import ListedColormap
 
-fig, axes = plt.subplots(1, 2, figsize=(14, 3.2))
+fig, axes = plt.subplots(1, 2, figsize=(16, 3.6))
 for ax, (name, batch) in zip(axes, batches.items()):
     mask = np.array(batch["attention_mask"])
     im = ax.imshow(mask, cmap=ListedColormap(["#dddddd", "#b7e4b0"]), vmin=-0.5, vmax=1.5, aspect="auto")
@@ -141,7 +141,7 @@ for ax, (name, batch) in zip(axes, batches.items()):
     bar.set_label("attention_mask")
     tok = sp_tok if name == "sentencepiece" else wp_tok
     for (r, c), i in np.ndenumerate(np.array(batch["input_ids"])):
-        ax.text(c, r, tok.convert_ids_to_tokens(int(i)).replace("▁", "_")[:5], ha="center", va="center", fontsize=6)
+        ax.text(c, r, tok.convert_ids_to_tokens(int(i)).replace("▁", "_")[:5], ha="center", va="center", fontsize=7)
     ax.set_title(f"{name}: padded to {mask.shape[1]} columns")
     ax.set_xlabel("position")
     ax.set_yticks(range(len(sentences)))
