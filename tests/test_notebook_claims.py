@@ -101,6 +101,15 @@ def test_01_reads_nothing_outside_the_repository():
     assert (NOTEBOOKS / "data" / "test_sentencepiece.model").is_file()
 
 
+def test_01_the_greedy_demo_takes_the_longest_candidate_without_showing_the_answer():
+    lines = re.findall(r"start (\d+): candidates in the vocabulary (\[.*\]) -> takes '([^']+)'", printed("01"))
+    assert len(lines) >= 2, lines
+    for _, found, taken in lines:
+        candidates = re.findall(r"'([^']+)'", found)
+        assert taken in candidates and len(taken) == max(map(len, candidates)), (found, taken)
+    assert "range(len(word), start, -1)" not in code("01"), "the longest-first loop is the exercise's answer"
+
+
 # ---------------------------------------------------------------- 02 embeddings
 
 
@@ -198,6 +207,17 @@ def test_04_agrees_with_the_reference_to_rounding():
     errors = [float(e) for e in re.findall(r"(?:logits max abs error|loss error) (" + NUMBER + ")", printed("04"))]
     assert len(errors) == 4, errors  # logits and loss, two position types
     assert max(errors) < 1e-12, "float64 rounding is ~1e-15; 1e-12 would already be a mistake"
+
+
+def test_04_the_previous_token_head_and_the_corner_row():
+    text, out = prose("04"), printed("04")
+    assert "Every query puts most of its weight on the token before it (query 0 has no predecessor and spreads evenly)" in text
+    weight, top, n_keys, even = find(r"query 7 puts (" + NUMBER + r") on key 6; query 0 puts at most (" + NUMBER
+                                     + r") on any of its (\d+) keys \(1/\d+ = (" + NUMBER + r")\)", out, "head line")  # fmt: skip
+    assert float(weight) > 0.5 and agrees(top, float(even)) and int(n_keys) == 12
+    row, rows = find(r"\(l, r\) = \(0, 7\) reads row (\d+) of the (\d+) rows of E", out, "corner line")
+    (P,) = find(r"T, P, Dh = \d+, (\d+), \d+", code("04"), "the table size")
+    assert int(row) == 0 - 7 + int(P) - 1 and int(rows) == 2 * int(P) - 1
 
 
 # ---------------------------------------------------------------- 05 the full layer
@@ -475,6 +495,23 @@ def test_14_the_minimal_counterexample_and_the_example_count():
     assert (B, T) == ("1", "2") and json.loads(mask) == [[0, 0]]
     (examples,) = find(r"max_examples=(\d+)", code("14"), "setting")
     assert f"both properties held on {examples} generated examples each" in printed("14")
+
+
+def test_14_a_property_that_only_checks_sums_misses_a_bug():
+    out = printed("14")
+    assert "checking only that rows sum to 1 catches some of the bugs, not all" in prose("14")
+    assert "for a softmax that is the softmax of -x" in out
+    (n_bugs,) = find(r"check_softmax_property: your property holds for minibertgen.ops.softmax_forward and caught all "
+                     r"(\d+) planted bugs", out, "solution line")  # fmt: skip
+    assert int(n_bugs) == 4
+
+
+@pytest.mark.parametrize(("name", "checker"), [("01", "check_wordpiece"), ("02", "check_embeddings"),
+                                               ("04", "check_relative_distances"), ("14", "check_softmax_property")])
+def test_the_exercise_stub_waits_and_the_solution_passes(name, checker):
+    out = printed(name)
+    assert "Not written yet: fill in my_" in out, "the stub's NotImplementedError is caught and explained"
+    assert re.search(rf"^{checker}: ", out, re.M), "the solution passes the checker"
 
 
 @pytest.mark.parametrize("name", ["01", "02", "03", "09"])

@@ -3,6 +3,13 @@
 # %% [markdown]
 # # 01 · Tokenization: sentencepiece and WordPiece side by side
 #
+# **You will learn:** how text becomes the integers a model reads: BERT's basic tokenizer and greedy
+# WordPiece, sentencepiece's unigram segmentation, special tokens, and padded batches with an attention mask.
+#
+# **Prerequisites:** none, this is the first chapter (Python and a little NumPy).
+#
+# **Time:** about 30 minutes.
+#
 # A model never sees text, only integers: row numbers of its embedding matrix. A **tokenizer** cuts
 # text into *pieces* from a fixed vocabulary and returns their ids. BertGeneration checkpoints use a
 # **sentencepiece** (unigram) vocabulary; BERT checkpoints, such as the MiniLM we warm-start from in
@@ -61,21 +68,23 @@ for name, tok in [("sentencepiece", sp_tok), ("WordPiece", wp_tok)]:
 #
 # found with the Viterbi algorithm. Spaces are not separators but part of the pieces: `▁` (U+2581)
 # marks the start of a word, so decoding is just "join the pieces and turn `▁` back into spaces".
+#
+# **Predict, then run:** the next cell cuts `unaffable` with MiniLM's WordPiece vocabulary. Into which
+# pieces, and how many? And does the tiny sentencepiece vocabulary need more pieces or fewer?
 
 # %%
 word = "unaffable"
 vocab = wp_tok.vocab
 print("basic tokenizer:", basic_tokenize("Unaffable, isn't it?"))
-# The greedy search, made visible: at each start, try the longest candidate first.
+pieces = wordpiece_tokenize(word, vocab)  # greedy longest-match-first
+# Where each piece starts: every candidate the vocabulary has there. WordPiece took the longest one.
 start = 0
-while start < len(word):
-    for end in range(len(word), start, -1):
-        piece = word[start:end] if start == 0 else "##" + word[start:end]
-        if piece in vocab:
-            print(f"  start {start}: longest piece in the vocabulary is {piece!r}")
-            break
-    start = end
-print("wordpiece_tokenize:", wordpiece_tokenize(word, vocab))
+for piece in pieces:
+    prefix = "" if start == 0 else "##"  # a piece that continues a word is stored with "##"
+    found = [prefix + word[start:end] for end in range(start + 1, len(word) + 1) if prefix + word[start:end] in vocab]
+    print(f"  start {start}: candidates in the vocabulary {found} -> takes {piece!r}")
+    start += len(piece) - len(prefix)
+print("wordpiece_tokenize:", pieces)
 print("sentencepiece     :", sp_tok.tokenize(word))
 
 # %%
@@ -98,6 +107,9 @@ for s in sentences:
 #   gets the `<unk>` id 0, so it cannot come back when decoding.
 # * WordPiece splits `,` `.` `!` off as words of their own; sentencepiece glues them to pieces.
 # * `encode` adds BERT's `[CLS] … [SEP]` around a sequence; BertGeneration adds **nothing**.
+#
+# **Predict, then run:** how many ids will each tokenizer's `encode` return for the first sentence,
+# `This is a test`, compared with the pieces printed above? Which two WordPiece ids frame the sentence?
 
 # %%
 s = sentences[0]
@@ -120,14 +132,17 @@ batches = {
 }
 from matplotlib.colors import ListedColormap
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 2.8))
+fig, axes = plt.subplots(1, 2, figsize=(16, 3.6))
 for ax, (name, batch) in zip(axes, batches.items()):
     mask = np.array(batch["attention_mask"])
-    ax.imshow(mask, cmap=ListedColormap(["#dddddd", "#b7e4b0"]), vmin=0, vmax=1, aspect="auto")
+    im = ax.imshow(mask, cmap=ListedColormap(["#dddddd", "#b7e4b0"]), vmin=-0.5, vmax=1.5, aspect="auto")
+    bar = fig.colorbar(im, ax=ax, ticks=[0, 1], fraction=0.05, pad=0.02)
+    bar.set_ticklabels(["0: padding", "1: token"])
+    bar.set_label("attention_mask")
     tok = sp_tok if name == "sentencepiece" else wp_tok
     for (r, c), i in np.ndenumerate(np.array(batch["input_ids"])):
-        ax.text(c, r, tok.convert_ids_to_tokens(int(i)).replace("▁", "_")[:5], ha="center", va="center", fontsize=6)
-    ax.set_title(f"{name}: {mask.shape[1]} columns; attention_mask 0 (padding) in grey")
+        ax.text(c, r, tok.convert_ids_to_tokens(int(i)).replace("▁", "_")[:5], ha="center", va="center", fontsize=7)
+    ax.set_title(f"{name}: padded to {mask.shape[1]} columns")
     ax.set_xlabel("position")
     ax.set_yticks(range(len(sentences)))
     ax.set_yticklabels([f"sentence {i}" for i in range(len(sentences))])
@@ -203,3 +218,51 @@ else:
     # MiniLM's vocabulary (reference notes §13):
     assert wp_tok.encode("Hello, my dog is cute.") == [101, 7592, 1010, 2026, 3899, 2003, 10140, 1012, 102]
     print("transformers is not installed: checked against the published ids instead")
+
+# %% [markdown]
+# ## Exercise: WordPiece for one word
+#
+# Write `my_wordpiece(word, vocab, unk_token, max_input_chars_per_word)`, the WordPiece pieces of one
+# word: already lower-cased, without spaces or punctuation (what `basic_tokenize` hands over).
+#
+# * `vocab` is a set of pieces; a piece that *continues* a word is stored with a `##` prefix;
+# * greedy **longest-match-first**: from the left, take the longest prefix of what is left that is in
+#   `vocab` (looked up with `##` after the first piece), then go on after it;
+# * if no piece fits at some position, the result is `[unk_token]` for the **whole** word, and the
+#   same if the word has more than `max_input_chars_per_word` characters.
+#
+# The checker tries hand-made traps and random vocabularies over the letters a-d, and compares your
+# pieces with `minibertgen.tokenization.wordpiece_tokenize`.
+
+# %%
+from minibertgen.exercises import check_wordpiece
+
+
+def my_wordpiece(word, vocab, unk_token, max_input_chars_per_word):
+    raise NotImplementedError("your code here")
+
+
+try:
+    check_wordpiece(my_wordpiece)
+except NotImplementedError:
+    print("Not written yet: fill in my_wordpiece above, then run this cell again.")
+
+# %% [markdown]
+# The package's own function passes the same checker:
+
+# %%
+check_wordpiece(wordpiece_tokenize)  # the solution: minibertgen.tokenization.wordpiece_tokenize
+
+# %% [markdown]
+# ## Summary
+#
+# * A tokenizer maps text to ids, the rows of the embedding matrix. BertGeneration checkpoints use a
+#   sentencepiece (unigram) vocabulary, BERT checkpoints such as MiniLM use WordPiece.
+# * WordPiece: the basic tokenizer cleans, lower-cases, strips accents and splits off punctuation;
+#   then each word is cut greedily, longest piece first, continuations looked up with `##`, and a
+#   word that cannot be cut becomes one `[UNK]`.
+# * Sentencepiece picks the most probable segmentation (Viterbi); `▁` marks word starts, so spaces
+#   survive decoding, but characters outside its vocabulary come back as `<unk>` and are lost.
+# * BERT's `encode` adds `[CLS] … [SEP]`, BertGeneration adds nothing; a batch is truncated,
+#   right-padded and comes with an `attention_mask` (1 on tokens, 0 on padding).
+# * Both of minibertgen's tokenizers give transformers' tokens, ids, batches and decoded text.

@@ -3,6 +3,14 @@
 # %% [markdown]
 # # 02 · Embeddings and absolute positions
 #
+# **You will learn:** why attention needs positions, what BERT's learned position table looks like
+# (and the structure training gave it), the embedding forward $\operatorname{LN}(E_{\text{word}}[x] + E_{\text{pos}}[t])$
+# by hand, where positions continue with a KV cache, and why BertGeneration differs from BertModel by one vector.
+#
+# **Prerequisites:** notebook 01.
+#
+# **Time:** about 40 minutes.
+#
 # Attention (notebook 03) treats its input as a *set*: shuffle the tokens and every output row is
 # shuffled the same way, nothing else changes. Word order has to be written into the vectors
 # themselves. BERT, and so BertGeneration, adds a learned vector per **position** to the vector of
@@ -126,6 +134,9 @@ plt.show()
 #
 # `embeddings_forward` does three things: two row lookups, a sum, a LayerNorm. Let's redo them
 # with plain NumPy indexing and compare.
+#
+# **Predict, then run:** will the largest difference between the hand-made embeddings and
+# `embeddings_forward` be exactly zero, or only rounding-sized?
 
 # %%
 batch = tok(["Hello, my dog is cute.", "Attention needs positions."], padding=True)
@@ -142,7 +153,10 @@ print("before the affine step every token vector has mean", float(np.abs(x_hat.m
       "and variance", float(x_hat.var(-1).mean().round(6)))
 
 # %% [markdown]
-# The same word at two positions gets two different vectors, which is the whole point:
+# The same word at two positions gets two different vectors, which is the whole point.
+#
+# **Predict, then run:** `dog` six times in a row. Will the cosine similarity with its vector at
+# position 0 fall steadily with the distance, or do something else? (Remember what is special about row 0.)
 
 # %%
 ids_rep = np.array([[tok.convert_tokens_to_ids("dog")] * 6])
@@ -212,3 +226,57 @@ else:
 # vector before the first LayerNorm, and six layers carry that shift all the way to the output. So a
 # BERT checkpoint loaded into BertGeneration without folding is a *perturbed* BERT, which fine-tuning
 # must first undo; `fold_token_type=True` gives the exact original.
+
+# %% [markdown]
+# ## Exercise: embeddings when the positions do not start at 0
+#
+# In generation (notebook 06) the decoder runs on the newest token only, after `past_length` tokens
+# whose keys and values are already in the KV cache. The new tokens sit at positions `past_length`,
+# `past_length + 1`, … (`embeddings_forward(..., position_offset=past_length)`):
+#
+# $$h_{b,t} = \operatorname{LN}\big(E_{\text{word}}[x_{b,t}] + E_{\text{pos}}[\text{past\_length} + t]\big).$$
+#
+# Write `my_embeddings(input_ids, p, past_length, eps)` with NumPy alone (no `layernorm_forward`):
+#
+# * `input_ids`: $(B, T)$ ints; `p`: `{"word_embeddings": {"weight": (V, D)}, "position_embeddings":
+#   {"weight": (P, D)}, "LayerNorm": {"weight": (D,), "bias": (D,)}}`;
+# * return $(B, T, D)$: the sum, then LayerNorm over the last axis with the **biased** variance and
+#   `eps` **inside** the square root, then the scale and shift.
+#
+# The checker uses random tables and past lengths, some cases with a large `eps`, so that where `eps`
+# goes shows, and compares with `stack.embeddings_forward`.
+
+# %%
+from minibertgen.exercises import check_embeddings
+
+
+def my_embeddings(input_ids, p, past_length, eps):
+    raise NotImplementedError("your code here")
+
+
+try:
+    check_embeddings(my_embeddings)
+except NotImplementedError:
+    print("Not written yet: fill in my_embeddings above, then run this cell again.")
+
+# %% [markdown]
+# The solution, `embeddings_forward` with `position_offset=past_length` (wrapped as `minibertgen.exercises.embeddings_after_past`), passes:
+
+# %%
+from minibertgen.exercises import embeddings_after_past  # the solution
+
+check_embeddings(embeddings_after_past)
+
+# %% [markdown]
+# ## Summary
+#
+# * Attention alone ignores word order, so BERT adds a learned position row to each token row and
+#   normalizes: $\operatorname{LN}(E_{\text{word}}[x] + E_{\text{pos}}[t])$, biased variance, $\varepsilon$ inside the root.
+# * MiniLM's learned position table has structure: nearby positions are alike, the likeness
+#   oscillates with the distance (a rotating pair, like the sinusoidal encoding), row 0 stands out,
+#   and the row lengths step up where the training inputs stopped.
+# * The same token gets a different vector at every position; with a KV cache, positions continue
+#   from the cache's length.
+# * BertGeneration has no token-type table, so a BERT checkpoint loaded as is computes a different
+#   function; `fold_token_type=True` adds $E_{\text{type}}[0]$ to the position rows and gives BertModel back.
+# * Our embeddings and encoder equal transformers' to float64 rounding.

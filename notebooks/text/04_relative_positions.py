@@ -3,6 +3,14 @@
 # %% [markdown]
 # # 04 · Relative positions: `relative_key` and `relative_key_query`
 #
+# **You will learn:** how `relative_key` and `relative_key_query` add a learned vector per signed
+# distance to the attention scores, how the distance table is indexed (with and without a KV cache),
+# why that makes patterns like a previous-token head cheap, and a defect of the reference.
+#
+# **Prerequisites:** notebooks 02 and 03.
+#
+# **Time:** about 35 minutes.
+#
 # Absolute position embeddings (notebook 02) tell a token *where it is*. Often what matters is *how
 # far apart* two tokens are: "the word just before me" means the same thing at position 3 and at
 # position 300. Shaw et al. (2018) and Huang et al. (2020) add this to the attention scores directly.
@@ -42,6 +50,9 @@ from minibertgen.ops import linear_forward
 #
 # For $T$ queries and keys the lookup index is a $T \times T$ matrix, constant along each diagonal
 # (a *Toeplitz* matrix): every pair at the same distance shares one row of $E$.
+#
+# **Predict, then run:** the cell ends by comparing $e_{lr}$ for $(l, r) = (3, 1)$ and $(6, 4)$.
+# Equal or not? And which row of $E$ does the top-right corner $(l, r) = (0, 7)$ read, with $P = 16$?
 
 # %%
 T, P, Dh = 8, 16, 4
@@ -51,15 +62,18 @@ pos_emb, _ = relative_position_embeddings(table, np.arange(T), T, P)  # (Tq, Tk,
 distance = np.arange(T)[:, None] - np.arange(T)[None, :]
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-im = axes[0].imshow(distance, cmap="RdBu_r")
+im = axes[0].imshow(distance, cmap="RdBu_r", vmin=-(T - 1), vmax=T - 1)
+fig.colorbar(im, ax=axes[0], label="l - r")
 for (i, j), d in np.ndenumerate(distance):
     axes[0].text(j, i, str(d), ha="center", va="center", fontsize=8)
 axes[0].set(title="signed distance l - r", xlabel="key r", ylabel="query l")
-axes[1].imshow(pos_emb[:, :, 0], cmap="viridis")
+im = axes[1].imshow(pos_emb[:, :, 0], cmap="viridis")
+fig.colorbar(im, ax=axes[1], label="value of feature 0")
 axes[1].set(title="feature 0 of e_lr = E[l - r + P - 1]", xlabel="key r", ylabel="query l")
 fig.tight_layout()
 plt.show()
 print("pos_emb", pos_emb.shape, "| same row on every diagonal:", np.allclose(pos_emb[3, 1], pos_emb[6, 4]))
+print("(l, r) = (0, 7) reads row", distance[0, 7] + P - 1, "of the", 2 * P - 1, "rows of E")
 
 # %% [markdown]
 # ## What the relative terms add to the scores
@@ -97,6 +111,9 @@ print(f"content term: every entry is {content[0, 0, 0, 0]:.2f} (flat)")
 # every query is its bias $u$ and the content term is constant. Then put $E[1 + P - 1] = 15u/\|u\|^2$,
 # the row for distance $+1$: the score of key $l - 1$ rises by $15/\sqrt{D_h}$ for every query $l$,
 # at every position, in a sequence of any length.
+#
+# **Predict, then run:** at $T = 12$, where does query 7 put most of its weight? And query 0, which
+# has no token before it? (There is no causal mask here: every query sees every key.)
 
 # %%
 def previous_token_head(T):
@@ -114,9 +131,14 @@ def previous_token_head(T):
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 for ax, n in zip(axes, (6, 12)):
-    ax.imshow(previous_token_head(n), cmap="Blues", vmin=0, vmax=1)
+    im = ax.imshow(previous_token_head(n), cmap="Blues", vmin=0, vmax=1)
     ax.set(title=f"attention probabilities, T = {n}", xlabel="key r", ylabel="query l")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="probability")
+fig.tight_layout()
 plt.show()
+probs12 = previous_token_head(12)
+print(f"T = 12: query 7 puts {probs12[7, 6]:.3f} on key 6; query 0 puts at most {probs12[0].max():.3f} on any of its "
+      f"12 keys (1/12 = {1 / 12:.3f})")
 
 # %% [markdown]
 # Every query puts most of its weight on the token before it (query 0 has no predecessor and spreads
@@ -204,3 +226,49 @@ else:
 # scores); every later position is off. Our decoder's positions come from `past_len + arange(T)`,
 # which is right with or without a cache: notebook 06 checks that decoding token by token with the
 # cache gives exactly the full forward's numbers.
+
+# %% [markdown]
+# ## Exercise: the distance index, with a KV cache
+#
+# Write `my_relative_distance_index(query_len, key_len, max_positions)`: the $(T_q, T_k)$ table of
+# integers, the row of $E$ that query $i$ and key $j$ read. The queries are the **last** `query_len`
+# of the `key_len` positions: the first $T_k - T_q$ keys come from the KV cache, so query $i$ sits at
+# position $l = (T_k - T_q) + i$, and key $j$ at position $r = j$:
+#
+# $$\text{index}_{ij} = (l - r) + P - 1.$$
+#
+# A full sequence has $T_q = T_k$; one generation step has $T_q = 1$. The checker compares with the
+# lookup inside `attention.relative_position_embeddings`, in both cases and in between.
+
+# %%
+from minibertgen.exercises import check_relative_distances
+
+
+def my_relative_distance_index(query_len, key_len, max_positions):
+    raise NotImplementedError("your code here")
+
+
+try:
+    check_relative_distances(my_relative_distance_index)
+except NotImplementedError:
+    print("Not written yet: fill in my_relative_distance_index above, then run this cell again.")
+
+# %% [markdown]
+# The solution, `minibertgen.exercises.relative_distance_index`, reads the index out of `relative_position_embeddings` itself, looked up in a table whose row $r$ holds the number $r$:
+
+# %%
+from minibertgen.exercises import relative_distance_index  # the solution
+
+check_relative_distances(relative_distance_index)
+
+# %% [markdown]
+# ## Summary
+#
+# * `relative_key` adds $q_l \cdot e_{lr}$ to the score of query $l$ and key $r$, `relative_key_query`
+#   also $k_r \cdot e_{lr}$, with $e_{lr} = E[l - r + P - 1]$ from a learned table of $2P - 1$ rows per layer.
+# * The index table is constant along each diagonal: every pair at the same distance reads the same row.
+# * Such terms make position patterns cheap: one vector gives a previous-token head at any length.
+# * The input still gets absolute position embeddings, cross-attention stays absolute, and with a
+#   KV cache query $i$ sits at position $\text{past} + i$.
+# * minibertgen equals transformers with `use_cache=False`; with a cache object present, transformers
+#   4.57.6 gives every query row the last key's position, a defect minibertgen does not copy.

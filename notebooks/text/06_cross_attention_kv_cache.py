@@ -3,6 +3,14 @@
 # %% [markdown]
 # # 06 · Cross-attention, the decoder, and the KV cache
 #
+# **You will learn:** how the decoder reads the encoder through cross-attention and its source padding
+# mask, what the KV cache keeps and why it gives the same numbers as recomputing the prefix, what it
+# saves, and how to write the cache append and one decoding step yourself.
+#
+# **Prerequisites:** notebooks 03, 04 and 05.
+#
+# **Time:** about 45 minutes.
+#
 # A bert2bert decoder layer has three sub-blocks, each followed by "add the input, LayerNorm" (BERT's
 # post-LN wiring, `minibertgen/blocks.py`):
 #
@@ -61,6 +69,11 @@ print("cross-attention queries      ", cross["q"].shape, "(B, H, T, Dh): from th
 print("cross-attention keys, values ", cross["k"].shape, "(B, H, S, Dh): from the encoder")
 print("cross-attention probabilities", cross["probs"].shape, "(B, H, T, S)")
 
+# %% [markdown]
+# **Predict, then run:** the next picture shows head 0's cross-attention probabilities, one row per
+# target position. What will the columns of sequence 1's padded source positions look like? Does any
+# row look like the causal staircase of self-attention?
+
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 for b, ax in enumerate(axes):
@@ -116,7 +129,9 @@ for pos in ("absolute", "relative_key", "relative_key_query"):
 #
 # Without the cache, step $t$ recomputes all $t$ positions: the total work for $n$ tokens grows like
 # $n^2$ (and attention itself like $n^3$). With it, step $t$ computes one position attending over
-# $t$ cached keys. Time per step on a somewhat larger model:
+# $t$ cached keys. Time per step on a somewhat larger model.
+#
+# **Predict, then run:** as the decoder length $t$ grows, which curve stays nearly flat, and which one climbs?
 
 # %%
 big = small_model(vocab=500, hidden=128, layers=2, heads=4, seed=2)
@@ -137,6 +152,7 @@ plt.plot(np.arange(1, n_steps + 1), 1e3 * np.array(t_full), label="recompute the
 plt.plot(np.arange(1, n_steps + 1), 1e3 * np.array(t_cached), label="one step with the KV cache")
 plt.xlabel("decoder length t")
 plt.ylabel("ms per step")
+plt.title("time per generated token, batch of 2")
 plt.legend()
 plt.show()
 print(f"total: {sum(t_full):.2f} s recomputing, {sum(t_cached):.2f} s with the cache")
@@ -248,3 +264,18 @@ except NotImplementedError:
 
 # %%
 check_decoder_step(decoder_step)  # the solution: minibertgen.generate.decoder_step
+
+# %% [markdown]
+# ## Summary
+#
+# * A decoder layer is causal self-attention, cross-attention and the feed-forward block, each
+#   followed by "add the input, LayerNorm".
+# * Cross-attention takes its queries from the decoder and its keys and values from the encoder
+#   output; its only mask is the source padding, so padded source tokens get exactly zero weight and
+#   change nothing.
+# * The KV cache keeps the self-attention keys and values of every earlier position and the
+#   cross-attention keys and values, computed once; decoding with it equals the full forward to
+#   float64 rounding, for every position type.
+# * With the cache a step computes one new position, so its time stays nearly flat instead of
+#   growing with the prefix.
+# * Logits and greedy generation equal transformers' (which uses its own cache).

@@ -3,6 +3,14 @@
 # %% [markdown]
 # # 14 · Exploring with property-based tests
 #
+# **You will learn:** how to state a property that must hold for all inputs, how hypothesis finds and
+# shrinks a counterexample, how to read one (a claim about attention that padding breaks), and how
+# to write a property strong enough to catch real bugs.
+#
+# **Prerequisites:** notebook 03.
+#
+# **Time:** about 40 minutes.
+#
 # An example-based test checks one input you thought of. A **property-based** test states something
 # that should hold for *all* inputs,
 #
@@ -45,6 +53,9 @@ EXPLORE = settings(max_examples=300, derandomize=True, database=None, deadline=N
 # $$\text{claim:}\qquad \text{context}_{b,0} = v_{b,0} \quad\text{for every input, every head, every padding mask.}$$
 #
 # Inputs: batch size, length, heads, head width, a 0/1 padding mask and the weights (from a seed).
+#
+# **Predict, then run:** will hypothesis find an input that breaks this claim? If it does, what will
+# the failing inputs have in common?
 
 # %%
 @st.composite
@@ -118,7 +129,10 @@ plt.show()
 # %% [markdown]
 # The minimal counterexample is one sequence of two tokens, all padding. Its essential feature: the
 # **first token is padding**, as in a left-padded batch. A slightly richer case of the same failure,
-# the left-padded sequence with mask $[0, 1, 1]$:
+# the left-padded sequence with mask $[0, 1, 1]$.
+#
+# **Predict, then run:** which keys may query 0 see here, and what will its row of attention
+# probabilities be?
 
 # %%
 example = (1, 3, 1, 1, np.array([[0.0, 1.0, 1.0]]), 0)
@@ -126,10 +140,13 @@ assert breaks_the_claim(example)
 _, _, context, cache = run_attention(*example)
 probs = cache["probs"][0, 0]  # (T, T)
 keep = causal_padding_mask(example[4], 3, np.float64)[0, 0] == 0
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
-axes[0].imshow(keep, cmap="Greens", vmin=0, vmax=1.3)
+fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+im = axes[0].imshow(keep, cmap="Greens", vmin=-0.3, vmax=1.3)
+bar = fig.colorbar(im, ax=axes[0], ticks=[0, 1], shrink=0.8)
+bar.set_ticklabels(["hidden", "visible"])
 axes[0].set(title="keys query i may see (green)", xlabel="key j", ylabel="query i")
-axes[1].imshow(probs, cmap="Blues", vmin=0, vmax=1)
+im = axes[1].imshow(probs, cmap="Blues", vmin=0, vmax=1)
+fig.colorbar(im, ax=axes[1], shrink=0.8, label="probability")
 for (i, j), v in np.ndenumerate(probs):
     axes[1].text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v > 0.6 else "black")
 axes[1].set(title="attention probabilities", xlabel="key j", ylabel="query i")
@@ -223,3 +240,67 @@ else:
         tol = 5e-6 if name == "loss" else 1e-9  # the reference's decoder loss is computed in float32
         assert_close(value, io[name], atol=tol, name=name)
     print(f"transformers is not installed: the decoder dump's {len(dump_ours)} tensors match")
+
+# %% [markdown]
+# ## Exercise: a property that catches bugs
+#
+# A property is only as good as the bugs it catches. Write `my_softmax_property(softmax, x)`: it
+# calls `softmax(x)` on an array `x` that hypothesis draws (`minibertgen.exercises.softmax_inputs()`:
+# float64 arrays of one to three axes, with values large enough that $e^x$ alone overflows) and asserts
+# what must be true of a softmax over the last axis **for every such x**, without a trusted
+# implementation to compare with:
+#
+# $$p = \operatorname{softmax}(x), \qquad p_{\dots i} = \frac{e^{x_{\dots i}}}{\sum_j e^{x_{\dots j}}}.$$
+#
+# The checker runs your property under hypothesis, first with `ops.softmax_forward`, where it must
+# hold for every drawn `x`, then with softmaxes that have planted bugs, where it must fail on some
+# `x` for each. When a bug slips through, the checker names it. Mind floating point: a probability
+# can underflow to exactly 0.0, and a sum of floats is rarely exactly 1.
+
+# %%
+from minibertgen.exercises import check_softmax_property
+
+
+def my_softmax_property(softmax, x):
+    raise NotImplementedError("your code here")
+
+
+try:
+    check_softmax_property(my_softmax_property)
+except NotImplementedError:
+    print("Not written yet: fill in my_softmax_property above, then run this cell again.")
+
+# %% [markdown]
+# How the checker answers a property that is true but too weak: checking only that rows sum to 1
+# catches some of the bugs, not all.
+
+# %%
+def rows_sum_to_one(softmax, x):  # true of every softmax, and too weak
+    assert np.allclose(softmax(x).sum(axis=-1), 1.0)
+
+
+try:
+    check_softmax_property(rows_sum_to_one)
+except AssertionError as exc:
+    print(exc)
+
+# %% [markdown]
+# The solution, `minibertgen.exercises.softmax_property`, holds for the package's softmax and catches every planted bug:
+
+# %%
+from minibertgen.exercises import softmax_property  # the solution
+
+check_softmax_property(softmax_property)
+
+# %% [markdown]
+# ## Summary
+#
+# * A property-based test states what must hold for all inputs; hypothesis searches for a
+#   counterexample and shrinks it to a minimal one, which usually explains itself.
+# * The plausible claim "query 0 outputs its own value" is false when token 0 is padding: every key
+#   is masked, the softmax of equal scores is uniform, and query 0 averages all values, exactly as
+#   the reference does (harmlessly: a padded position's output is never used).
+# * The true properties keep the padding in view: a real query depends only on the real keys at or
+#   before it, and a real first token outputs its own value.
+# * A good property pins behaviour down without an oracle (shape, finiteness, sums, order, dependence
+#   on the input) and is judged by the bugs it catches.
