@@ -10,13 +10,18 @@ a right one prints one line. A stub that raises NotImplementedError is let throu
 - ``attention``: the causal mask (03), the KV cache append and one decoder step (06)
 - ``backprop``: softmax's backward (08)
 - ``search``: one beam step (11), and the demonstrations 06 and 11 call instead of showing an answer
+- ``sampling``: the top-p (nucleus) cut (12)
+- ``backend``: a LayerNorm that runs on any array module, graded on a tracing backend (13)
 """
 
 from .attention import cached_self_attention, check_cached_attention, check_causal_mask, check_decoder_step
+from .backend import check_layer_norm_any_backend
 from .backprop import check_softmax_backward
+from .sampling import check_top_p
 from .search import beam_step, cache_vs_full, check_beam_step, ranked_continuations
 
 __all__ = [
     "beam_step", "cache_vs_full", "cached_self_attention", "check_beam_step", "check_cached_attention",
-    "check_causal_mask", "check_decoder_step", "check_softmax_backward", "ranked_continuations",
+    "check_causal_mask", "check_decoder_step", "check_layer_norm_any_backend", "check_softmax_backward",
+    "check_top_p", "ranked_continuations",
 ]  # fmt: skip
