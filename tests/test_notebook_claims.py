@@ -356,7 +356,7 @@ def test_12_draws_differ_from_torch_but_frequencies_agree():
 def test_12_does_not_show_the_answer():
     """The exercise cell is a stub; the notebook calls processors.top_p, it never writes the nucleus rule."""
     assert "def my_top_p(scores, p):\n    raise NotImplementedError" in code("12")
-    assert "cumsum(sorted" not in code("12") and "np.put_along_axis" not in code("12")
+    assert "put_along_axis" not in code("12") and "-np.inf" not in code("12")  # no keep-set written back
 
 
 # ---------------------------------------------------------------- 13 GPU
