@@ -477,6 +477,53 @@ def test_11_tree_does_not_show_the_beam_step():
     assert "sums[:, None] + log_probs" not in code("11"), "that line is the exercise's answer"
 
 
+# ---------------------------------------------------------------- 12 sampling
+
+
+def test_12_sampling_moved_out_of_11():
+    assert "do_sample=True" not in code("11") and "## Sampling" not in prose("11")
+    assert prose("11").rstrip().endswith("sampling comes next, in notebook 12.")
+
+
+def test_12_temperature_keeps_the_ranking_and_top_p_keeps_the_crossing_token():
+    out = printed("12")
+    entropies = [float(e) for e in re.findall(r"T = \d\.\d: entropy (" + NUMBER + ") nats", out)]
+    assert len(entropies) == 3 and entropies == sorted(entropies), "T = 0.5, 1, 2: the entropy grows"
+    (n_half,) = find(r"top_p 0\.5 +keeps +(\d+) tokens", out, "top_p 0.5 line")
+    assert "the best token's probability alone reaches $p$, so the nucleus is that one token" in prose("12")
+    assert n_half == "1"
+
+
+def test_12_temperature_first_keeps_more_tokens():
+    out = printed("12")
+    (first,) = find(r"temperature, then top_p: +(\d+) tokens kept", out, "line")
+    (after,) = find(r"top_p, then temperature: +(\d+) tokens kept", out, "line")
+    assert int(first) > int(after)
+    assert "Temperature first flattens the distribution, so the nucleus needs more tokens" in prose("12")
+
+
+def test_12_diversity_costs_likelihood():
+    rows = re.findall(r"T = (" + NUMBER + r") *: +(" + NUMBER + r") distinct outputs of 20 per input, mean log p +(" + NUMBER + ")",
+                      printed("12"))
+    assert len(rows) == 6
+    distinct, log_p = [float(d) for _, d, _ in rows], [float(lp) for _, _, lp in rows]
+    assert distinct == sorted(distinct) and log_p == sorted(log_p, reverse=True)
+    assert "over the 24 test inputs we draw 20 samples each" in prose("12").lower()
+
+
+def test_12_draws_differ_from_torch_but_frequencies_agree():
+    (p_value,) = find(r"chi-square test, ours against torch's frequencies: chi2 = " + NUMBER + r" on \d+ dof, p = (" + NUMBER + ")",
+                      printed("12"), "chi-square line")
+    assert float(p_value) > 0.001
+    assert "3000 first tokens from each library" in prose("12") and "of the 3000 draws" in printed("12")
+
+
+def test_12_does_not_show_the_answer():
+    """The exercise cell is a stub; the notebook calls processors.top_p, it never writes the nucleus rule."""
+    assert "def my_top_p(scores, p):\n    raise NotImplementedError" in code("12")
+    assert "put_along_axis" not in code("12") and "-np.inf" not in code("12")  # no keep-set written back
+
+
 # ---------------------------------------------------------------- 13 GPU
 
 

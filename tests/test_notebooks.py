@@ -30,7 +30,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = [
     "01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "04_relative_positions",
     "05_full_layer", "06_cross_attention_kv_cache", "07_teacher_forcing_loss", "08_backprop_by_hand",
-    "09_warm_start_finetune", "11_beam_search", "13_gpu_cupy", "14_property_based_testing",
+    "09_warm_start_finetune", "11_beam_search", "12_sampling", "13_gpu_cupy", "14_property_based_testing",
 ]  # fmt: skip
 NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "09_warm_start_finetune"}
 # Per cell. The longest cell (07's three fine-tuning runs of MiniLM bert2bert, 100 steps each) takes

@@ -3,6 +3,14 @@
 # %% [markdown]
 # # 11 · Beam search
 #
+# **You will learn:** why greedy decoding can miss the most likely sequence; how beam search keeps the
+# $k$ best partial sequences; what `length_penalty` and `early_stopping` do; how to check a search
+# token for token against transformers.
+#
+# **Prerequisites:** notebooks 06 (the decoder step and its KV cache) and 08 (the training loop).
+#
+# **Time:** about 30 minutes.
+#
 # A decoder gives, at each step, a distribution over the next token. We want a likely *sequence*:
 #
 # $$\hat y = \arg\max_y \log p(y \mid x) = \arg\max_y \sum_{t} \log p(y_t \mid y_{<t}, x).$$
@@ -155,6 +163,8 @@ assert sequences.tolist() == reference_beams.tolist()
 #
 # With eos allowed, hypotheses end at different lengths and $\alpha$ decides among them. Over the 24
 # test inputs, the length of the best hypothesis for different `length_penalty` values:
+#
+# **Predict, then run:** as $\alpha$ grows from $-1$ to $4$, does the mean length of the best hypothesis go up or down? And which of the printed hypotheses wins with $\alpha = 2$?
 
 # %%
 def generated_length(seq):
@@ -183,8 +193,9 @@ for seq, raw in zip(one.sequences, one.sequences_scores):
 
 # %% [markdown]
 # With $\alpha = 0$ the shortest hypotheses win (each token only lowers the sum); raising $\alpha$
-# divides longer sums by more and the winner gets longer. The printed hypotheses, ranked by raw sum,
-# would be re-ranked by $\alpha = 2$.
+# divides longer sums by more and the winner gets longer. For this source the shortest hypothesis is
+# so much more likely that even $\alpha = 2$ keeps the printed ranking: dividing by $L^2$ favours
+# the length-4 hypotheses, but not enough to overtake it.
 #
 # ## Early stopping
 #
@@ -231,18 +242,20 @@ plt.xlabel("early_stopping")
 plt.show()
 
 # %% [markdown]
-# Stopping early costs little here: `True` runs 5 decoder steps and `False` 7, against 8 for
-# `"never"`, and both return a different best sequence from `"never"` on 6 of the 24 inputs (compared
+# Stopping early costs nothing here: `True` runs 6 decoder steps and `False` 8, against 8 for
+# `"never"`, and both return a different best sequence from `"never"` on 0 of the 24 inputs (compared
 # up to eos: outputs of settings that stop earlier are narrower arrays, so whole rows would always
-# differ). With $\alpha = 2$ a longer hypothesis can still overtake the finished
-# ones, and for 6 inputs the extra steps of `"never"` find one that changes the answer; for the other
-# 18 the answer was final after 5 steps.
+# differ). With $\alpha = 2$ a longer hypothesis could still overtake the finished ones, but on these
+# inputs none does: for the other 24 the answer was final after 6 steps, and `True` saved a quarter
+# of the decoder steps for free.
 #
 # ## Greedy vs beam
 #
 # Is beam search's answer more probable? Score every output by its true log-probability under the
 # model (a teacher-forced forward pass), over 24 inputs. With $\alpha = 0$ beam search maximizes
 # exactly this quantity over the sequences it considers:
+#
+# **Predict, then run:** on how many of the 24 inputs will 4-beam search find a *less* likely output than greedy?
 
 # %%
 def sequence_log_prob(model, source, mask, seq):
@@ -349,93 +362,12 @@ except NotImplementedError:
 check_beam_step(beam_step)
 
 # %% [markdown]
-# ## Sampling: temperature, top-k, top-p
+# ## Summary
 #
-# Search looks for the *most likely* output; **sampling** draws each token from the distribution
-# instead, so one source gives many outputs. On this task the model is unsure *where* to stop, and
-# sampling shows exactly that uncertainty, where greedy and beam search always give one answer.
-#
-# Before the draw, *warpers* reshape the distribution (`minibertgen/processors.py`, one pure
-# function each, in transformers' order): `temperature` divides the scores ($<1$ sharper, $>1$
-# flatter), `top_k` keeps the $k$ best tokens, `top_p` keeps the smallest set of best tokens whose
-# probabilities sum to more than $p$. Draws come from a NumPy Generator (`seed=` or `rng=`): the
-# same seed gives the same output, but not the same draws as torch. Every argument is listed in
-# [docs/generate.md](../docs/generate.md).
-#
-# Take the step after the prefix `[2, 11, 9]`, where the model must choose between going on and
-# stopping:
-
-# %%
-from minibertgen import processors
-
-prefix = np.array([[START, 11, 9]])
-logits = model(x, x_mask, decoder_input_ids=prefix).logits[0, -1:].astype(np.float32)  # (1, V)
-
-
-def probabilities(scores):
-    p = np.exp(scores - scores.max())
-    return (p / p.sum())[0]
-
-
-warped = {
-    "raw": logits,
-    "temperature 0.5": processors.temperature(logits, prefix, 0.5),
-    "temperature 2": processors.temperature(logits, prefix, 2.0),
-    "top_k 3": processors.top_k(logits, prefix, 3),
-    "top_p 0.9": processors.top_p(logits, prefix, 0.9),
-}
-best = np.argsort(-logits[0])[:6]
-for name, scores in warped.items():
-    p = probabilities(scores)
-    kept = int(np.isfinite(scores).sum())
-    print(f"{name:16s} tokens kept {kept:2d}   " + "  ".join(f"{t}:{p[t]:.3f}" for t in best))
-assert np.isfinite(warped["top_k 3"]).sum() == 3 and np.isfinite(warped["top_p 0.9"]).sum() < V
-
-fig, ax = plt.subplots(figsize=(8, 3))
-width = 0.8 / len(warped)
-for i, (name, scores) in enumerate(warped.items()):
-    ax.bar(np.arange(len(best)) + i * width, probabilities(scores)[best], width, label=name)
-ax.set_xticks(np.arange(len(best)) + 0.4 - width / 2, [f"token {t}" for t in best])
-ax.set_ylabel("probability of the next token")
-ax.set_title("one step's distribution, warped")
-ax.legend(fontsize=8)
-plt.show()
-
-# %% [markdown]
-# The warpers only move probability between tokens the model already rates; `top_k` and `top_p`
-# cut the tail to exactly 0, so those tokens can never be drawn.
-#
-# Now whole outputs. A fixed seed reproduces a sample; `top_k=1` is greedy; and the first tokens
-# drawn from many copies of one source follow the warped distribution:
-
-# %%
-print("greedy   :", model.generate(x, x_mask, max_new_tokens=8)[0].tolist())
-for seed in range(4):
-    print(f"seed {seed}   :", model.generate(x, x_mask, max_new_tokens=8, do_sample=True, top_p=0.9, seed=seed)[0].tolist())
-again = model.generate(x, x_mask, max_new_tokens=8, do_sample=True, top_p=0.9, seed=0)
-assert again.tolist() == model.generate(x, x_mask, max_new_tokens=8, do_sample=True, top_p=0.9, seed=0).tolist()
-assert model.generate(x, x_mask, max_new_tokens=8, do_sample=True, top_k=1, seed=3).tolist() == \
-    model.generate(x, x_mask, max_new_tokens=8).tolist()
-
-# 2000 samples of 3 tokens; among those that start with the prefix above, the third token
-# should follow softmax(top_p 0.9 scores).
-n = 2000
-draws = model.generate(np.repeat(x, n, axis=0), np.repeat(x_mask, n, axis=0), max_new_tokens=3, do_sample=True,
-                       top_p=0.9, seed=1)
-same_prefix = draws[(draws[:, :3] == prefix[0]).all(axis=1), 3]
-expected = probabilities(warped["top_p 0.9"])
-observed = np.bincount(same_prefix, minlength=V) / len(same_prefix)
-print(f"{len(same_prefix)} of {n} samples start with {prefix[0].tolist()}")
-for t in np.flatnonzero(expected > 0):
-    print(f"  token {t:2d}: expected {expected[t]:.3f}, observed {observed[t]:.3f}")
-distance = 0.5 * np.abs(observed - expected).sum()
-print(f"total variation distance {distance:.3f}")
-# With m >= 1000 draws the standard error of each frequency is at most 0.5 / sqrt(m) <= 0.016;
-# a correct sampler stays well under 0.05 here, a wrong one (e.g. ignoring top_p) does not.
-assert len(same_prefix) >= 1000 and distance < 0.05
-assert observed[expected == 0].sum() == 0  # nothing outside the nucleus is ever drawn
-
-# %% [markdown]
-# **Summary.** Sampling turns the model's distribution into many outputs; the warpers decide which
-# part of the distribution is drawn from. `tests/test_sampling.py` checks each warper and processor
-# against transformers' class of the same name, and the draws with a chi-square test.
+# - Greedy search takes the best token at each step; beam search keeps the $k$ best partial sequences
+#   over all $k \times V$ one-token extensions, and beams are re-ranked (and re-parented) at every step.
+# - A finished hypothesis is scored by its sum of log-probabilities divided by $L^\alpha$: raising
+#   `length_penalty` favours longer outputs.
+# - `early_stopping` trades decoder steps for the chance that a longer hypothesis overtakes the finished ones.
+# - With $\alpha = 0$ beam search found an output at least as likely as greedy's on every test input.
+# - Sequences and scores equal transformers' `generate` on a grid of settings; sampling comes next, in notebook 12.

@@ -3,6 +3,15 @@
 # %% [markdown]
 # # 13 · On the GPU with CuPy: one switch
 #
+# **You will learn:** how one array-module seam (`xp = get_xp(x)`) lets the same layer code run on
+# NumPy and CuPy; how to move a model between backends; what a GPU speeds up and what it does not;
+# how to write a function that works on any backend.
+#
+# **Prerequisites:** notebooks 05 (the full layer) and 11 (generation).
+#
+# **Time:** about 20 minutes (this machine has no GPU: everything runs on NumPy, with a note; the
+# CuPy columns and checks fill in where a GPU is usable).
+#
 # CuPy is a NumPy look-alike whose arrays live on an NVIDIA GPU. minibertgen runs unchanged on it,
 # because no layer ever names its array library. Every op begins with
 #
@@ -66,6 +75,8 @@ print("backend for new arrays:", mbg.get_backend())
 #
 # a decoder layer adds cross-attention, and the LM head costs $2 B T D V$. The backward is about
 # twice the forward.
+#
+# **Predict, then run:** which of the three jobs below runs at the highest GFLOP/s on the CPU, the encoder forward or forward + backward, and why might the bigger job be the faster per FLOP?
 
 # %%
 part = mbg.BertGenerationConfig(vocab_size=8000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
@@ -175,3 +186,57 @@ if GPU:
     mbg.set_backend("numpy")  # back to the default for anything that follows
 else:
     print("no GPU: the CuPy comparison runs where `mbg.set_backend('cupy')` succeeds")
+
+# %% [markdown]
+# ## Exercise: a LayerNorm for any backend
+#
+# Write `my_layer_norm(x, weight, bias, eps)`: BERT's LayerNorm over the last axis,
+#
+# $$\mathrm{LN}(x) = \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} \odot w + b, \qquad
+# \mu = \frac1D \sum_d x_d, \quad \sigma^2 = \frac1D \sum_d (x_d - \mu)^2 \ \text{(biased)},$$
+#
+# for `x` $(\dots, D)$ and `weight`, `bias` $(D,)$, returning an array on **the same backend and with the
+# same dtype** as `x`. It must not name `np.` for its arithmetic and must not copy to the host: get the
+# module with `xp = get_xp(x)` (or use the arrays' own methods and operators).
+#
+# `check_layer_norm_any_backend` grades it three ways: on NumPy arrays against `ops.layernorm_forward`;
+# on a *tracing backend*, arrays that behave like device arrays (NumPy's own functions and
+# `np.asarray` refuse them, `.get()` copies to the host and is counted) and whose module `get_xp`
+# returns; and on CuPy where a GPU is usable. It names the usual mistakes: `np.` in the code, a copy
+# to the host, the unbiased variance, eps outside the square root, the wrong axis, a float64 upcast.
+#
+# **Predict, then run:** the stub below raises `NotImplementedError`. What happens to a version that
+# computes `np.sqrt(var + eps)` with `import numpy as np`: does it pass on NumPy arrays, and on the
+# tracing backend?
+
+# %%
+from minibertgen.backend import get_xp  # noqa: F401  (for your solution)
+from minibertgen.exercises import check_layer_norm_any_backend
+
+
+def my_layer_norm(x, weight, bias, eps):
+    raise NotImplementedError("your code here")
+
+
+try:
+    check_layer_norm_any_backend(my_layer_norm)
+except NotImplementedError:
+    print("Not written yet: fill in my_layer_norm above, then run this cell again.")
+
+# %% [markdown]
+# The solution is the package's `ops.layernorm_forward` (its first result); the checker passes it:
+
+# %%
+check_layer_norm_any_backend(lambda x, weight, bias, eps: ops.layernorm_forward(x, {"weight": weight, "bias": bias}, eps)[0])
+
+# %% [markdown]
+# ## Summary
+#
+# - Every op asks its input for its module (`xp = get_xp(x)`), so the same code runs on NumPy and CuPy;
+#   `backend.py` is the one file that knows them apart (`scatter_add`, `erf`, the token-id check).
+# - The backend is chosen at one boundary (`set_backend`, `model.to`, `backend=` on loading); asking
+#   for CuPy where it cannot run raises `BackendUnavailableError`, which this notebook catches.
+# - On the CPU the matrix products run at tens of GFLOP/s; a GPU helps training far more than
+#   step-by-step generation.
+# - The timed model equals transformers (float32); on a GPU, CuPy's logits and gradients equal NumPy's.
+# - A function written against the seam passes on a tracing backend that refuses `np.` and host copies.
