@@ -1,5 +1,5 @@
 """Checks shared by the tests, ``minibertgen verify`` and the tutorials (the exercise graders are
-in exercises.py).
+in minibertgen/exercises/).
 
 ``assert_close`` compares ours with a reference and, on failure, says which tensor, where, and by how
 much (ours vs the reference at the worst entry), so a failing check teaches rather than just fails.

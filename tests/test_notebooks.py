@@ -13,6 +13,9 @@ import importlib
 import importlib.util
 import json
 import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +36,14 @@ EXPECTED = [
     "09_warm_start_finetune", "11_beam_search", "12_sampling", "13_gpu_cupy", "14_property_based_testing",
 ]  # fmt: skip
 NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "09_warm_start_finetune"}
-# Per cell. The longest cell (07's three fine-tuning runs of MiniLM bert2bert, 100 steps each) takes
-# about 140 s on an idle 2-core machine; 10 minutes leaves room for a loaded CI runner and still ends a
-# hung kernel.
-CELL_TIMEOUT_S = 600
+# Two kernels at a time, one BLAS thread each, so a 2-core runner executes the notebooks in about half
+# the wall time of one after the other (MINIBERTGEN_NOTEBOOK_WORKERS overrides).
+NOTEBOOK_WORKERS = int(os.environ.get("MINIBERTGEN_NOTEBOOK_WORKERS") or min(2, os.cpu_count() or 1))
+# Started first: the two that fine-tune MiniLM take minutes, the others seconds to a minute.
+LONGEST = ("10_training_dynamics", "09_warm_start_finetune")
+# A whole notebook (its cells time out after 10 minutes each, scripts/execute_notebooks.py): ends a hung
+# kernel while leaving a loaded CI runner several times the ~4 minutes the longest takes on an idle one.
+NOTEBOOK_TIMEOUT_S = 1800
 # What a notebook prints when it falls back from the live oracle to the committed dumps.
 NO_ORACLE = "transformers is not installed"
 # One BLAS/OpenMP thread per kernel unless the caller chose otherwise. On a shared 2-core runner the
@@ -118,29 +125,45 @@ def test_text_twin_catches_an_edited_cell():
 # ---------------------------------------------------------------- running them
 
 
+@pytest.fixture(scope="module")
+def notebook_runs(tmp_path_factory):
+    """Start every notebook in a fresh kernel (scripts/execute_notebooks.py --to, one process each),
+    NOTEBOOK_WORKERS at a time and the longest first; each test below waits for its own."""
+    for name in ("nbformat", "nbclient", "ipykernel", "matplotlib"):
+        require_module(name)
+    folder = tmp_path_factory.mktemp("executed")
+    env = dict(os.environ)
+    for name in THREAD_VARIABLES:  # the kernel inherits this environment
+        env.setdefault(name, "1")
+    runnable = [p for p in notebook_paths() if p.stem not in NEEDS_MINILM or find_weights("minilm-l6")]
+    runnable.sort(key=lambda p: (LONGEST.index(p.stem) if p.stem in LONGEST else len(LONGEST), p.stem))
+    script = str(NOTEBOOKS.parent / "scripts" / "execute_notebooks.py")
+    with ThreadPoolExecutor(NOTEBOOK_WORKERS) as pool:
+        runs = {
+            p.stem: pool.submit(subprocess.run, [sys.executable, script, "--to", str(folder), p.stem],
+                                capture_output=True, text=True, env=env, timeout=NOTEBOOK_TIMEOUT_S)
+            for p in runnable
+        }  # fmt: skip
+        yield folder, runs
+        for run in runs.values():
+            run.cancel()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, monkeypatch):
-    for name in THREAD_VARIABLES:  # the kernel inherits this environment
-        monkeypatch.setenv(name, os.environ.get(name, "1"))
-    nbformat = require_module("nbformat")
-    nbclient = require_module("nbclient")
-    require_module("ipykernel")
-    require_module("matplotlib")
+def test_notebook_runs_top_to_bottom(path, notebook_runs):
     if path.stem in NEEDS_MINILM:
         require_path(find_weights("minilm-l6") or Path("missing"), "the MiniLM checkpoint")
-    notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=CELL_TIMEOUT_S, startup_timeout=120, kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},  # the kernel's cwd: notebooks/
-    )  # fmt: skip
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as exc:
-        pytest.fail(f"{path.name} failed in a fresh kernel:\n{exc}", pytrace=False)
+    folder, runs = notebook_runs
+    proc = runs[path.stem].result()
+    if proc.returncode != 0:
+        pytest.fail(f"{path.name}: scripts/execute_notebooks.py exited {proc.returncode}:\n{proc.stderr[-8000:]}",
+                    pytrace=False)  # fmt: skip
+    notebook = read(folder / path.name)
     printed = "".join(
-        out.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-    )
+        out.get("text", "") for cell in notebook["cells"] if cell["cell_type"] == "code"
+        for out in cell.get("outputs", [])
+    )  # fmt: skip
     if REQUIRED:  # in CI the live comparisons must run, not fall back to the dumps
         assert NO_ORACLE not in printed, f"{path.name} fell back from the live oracle: {NO_ORACLE}"
 
