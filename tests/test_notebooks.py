@@ -29,10 +29,11 @@ from .conftest import REQUIRED, _skip_or_fail, require_path
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = [
     "01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "04_relative_positions",
-    "06_cross_attention_kv_cache", "08_backprop_by_hand", "09_warm_start_finetune", "11_beam_search",
-    "13_gpu_cupy", "14_property_based_testing",
+    "06_cross_attention_kv_cache", "08_backprop_by_hand", "09_warm_start_finetune", "10_training_dynamics",
+    "11_beam_search", "13_gpu_cupy", "14_property_based_testing",
 ]  # fmt: skip
-NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "09_warm_start_finetune"}
+NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "09_warm_start_finetune",
+                "10_training_dynamics"}
 # Per cell. The longest cell (07's three fine-tuning runs of MiniLM bert2bert, 100 steps each) takes
 # about 140 s on an idle 2-core machine; 10 minutes leaves room for a loaded CI runner and still ends a
 # hung kernel.
