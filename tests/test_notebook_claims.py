@@ -443,6 +443,19 @@ def test_09_new_tensors_are_the_cross_attention_and_the_bias():
     assert "%matplotlib" not in code("09")
 
 
+def test_09_pins_one_blas_thread_before_numpy_and_says_what_may_vary():
+    first = next("".join(c["source"]) for c in cells("09") if c["cell_type"] == "code")
+    assert first.index('os.environ.setdefault(variable, "1")') < first.index("import numpy")
+    assert "**Which numbers may vary.** The timings always do" in prose("09")
+
+
+def test_09_exercise_is_a_stub_and_the_share_of_new_parameters_is_printed():
+    assert 'def my_copy_cross_attention(stack):\n    raise NotImplementedError("your code here")' in code("09")
+    assert "check_copy_cross_attention: every layer's cross-attention is a copy" in printed("09")
+    new, total, share = find(r"new \(random\) parameters: ([\d,]+) of ([\d,]+) \((" + NUMBER + r")%\)", printed("09"), "share")
+    check(share, 100 * int(new.replace(",", "")) / int(total.replace(",", "")), "the share of new parameters")
+
+
 # ---------------------------------------------------------------- 11 beam search
 
 
@@ -561,7 +574,7 @@ def test_the_exercise_stub_waits_and_the_solution_passes(name, checker):
     assert re.search(rf"^{checker}: ", out, re.M), "the solution passes the checker"
 
 
-@pytest.mark.parametrize("name", ["01", "02", "03", "09"])
+@pytest.mark.parametrize("name", ["01", "02", "03", "09", "10"])
 def test_minilm_notebooks_name_the_fetch_command_first(name):
     """The first code cell asks for the checkpoint through require_weights, whose error names the command."""
     first = next("".join(c["source"]) for c in cells(name) if c["cell_type"] == "code")

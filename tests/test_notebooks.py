@@ -33,9 +33,11 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = [
     "01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "04_relative_positions",
     "05_full_layer", "06_cross_attention_kv_cache", "07_teacher_forcing_loss", "08_backprop_by_hand",
-    "09_warm_start_finetune", "11_beam_search", "12_sampling", "13_gpu_cupy", "14_property_based_testing",
+    "09_warm_start_finetune", "10_training_dynamics", "11_beam_search", "12_sampling", "13_gpu_cupy",
+    "14_property_based_testing",
 ]  # fmt: skip
-NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "09_warm_start_finetune"}
+NEEDS_MINILM = {"01_tokenization", "02_embeddings_positions", "03_self_attention_masks", "09_warm_start_finetune",
+                "10_training_dynamics"}
 # Two kernels at a time, one BLAS thread each, so a 2-core runner executes the notebooks in about half
 # the wall time of one after the other (MINIBERTGEN_NOTEBOOK_WORKERS overrides).
 NOTEBOOK_WORKERS = int(os.environ.get("MINIBERTGEN_NOTEBOOK_WORKERS") or min(2, os.cpu_count() or 1))

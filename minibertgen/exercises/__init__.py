@@ -14,6 +14,7 @@ a right one prints one line. A stub that raises NotImplementedError is let throu
 - ``layer``: one post-LN encoder layer and inverted dropout (05)
 - ``loss``: labels -> decoder_input_ids (the right shift) and the masked mean cross-entropy (07)
 - ``backprop``: softmax's backward and the masked cross-entropy's backward (08)
+- ``training``: copying self- into cross-attention for a warm start (09), the warmup schedule (10)
 - ``search``: one beam step (11), and the demonstrations 06 and 11 call instead of showing an answer
 - ``sampling``: the top-p (nucleus) cut (12)
 - ``backend``: a LayerNorm that runs on any array module, graded on a tracing backend (13)
@@ -31,12 +32,14 @@ from .properties import PLANTED_BUGS, check_softmax_property, softmax_inputs, so
 from .sampling import check_top_p
 from .search import beam_step, cache_vs_full, check_beam_step, ranked_continuations
 from .tokenization import check_wordpiece
+from .training import check_copy_cross_attention, check_warmup_schedule
 
 __all__ = [
     "PLANTED_BUGS", "beam_step", "cache_vs_full", "cached_self_attention", "check_beam_step",
-    "check_cached_attention", "check_causal_mask", "check_cross_entropy_backward", "check_decoder_step",
-    "check_dropout", "check_embeddings", "check_layer_forward", "check_layer_norm_any_backend", "check_masked_loss",
-    "check_relative_distances", "check_shift_right", "check_softmax_backward", "check_softmax_property",
-    "check_top_p", "check_wordpiece", "embeddings_after_past", "inverted_dropout", "masked_cross_entropy",
-    "post_ln_layer", "ranked_continuations", "relative_distance_index", "softmax_inputs", "softmax_property",
+    "check_cached_attention", "check_causal_mask", "check_copy_cross_attention", "check_cross_entropy_backward",
+    "check_decoder_step", "check_dropout", "check_embeddings", "check_layer_forward",
+    "check_layer_norm_any_backend", "check_masked_loss", "check_relative_distances", "check_shift_right",
+    "check_softmax_backward", "check_softmax_property", "check_top_p", "check_warmup_schedule", "check_wordpiece",
+    "embeddings_after_past", "inverted_dropout", "masked_cross_entropy", "post_ln_layer", "ranked_continuations",
+    "relative_distance_index", "softmax_inputs", "softmax_property",
 ]  # fmt: skip

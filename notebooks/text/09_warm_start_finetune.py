@@ -3,6 +3,12 @@
 # %% [markdown]
 # # 09 · Warm-starting bert2bert from BERT, and fine-tuning it
 #
+# **You will learn:** how a bert2bert is warm-started from one BERT checkpoint (what is loaded, what is new), why a warm-started decoder can ignore its input (the plateau), how copying self-attention into cross-attention avoids it, and how to measure whether a model reads its source (the source gap).
+#
+# **Prerequisites:** notebooks 06 and 07 (cross-attention, teacher forcing and the loss); 08 helps.
+#
+# **Time:** about 40 minutes (the training cell runs about 2-3 minutes).
+#
 # Training a sequence-to-sequence model from scratch needs a lot of data. Rothe, Narayan & Severyn
 # (2019) showed that both halves can start from a pre-trained BERT instead (**warm start**):
 #
@@ -36,6 +42,14 @@
 # `transformers.EncoderDecoderModel` and gives the same logits and the same generated text.
 
 # %%
+import os
+
+# One BLAS thread, set before NumPy loads OpenBLAS: the numbers below were measured so. Another thread
+# count may sum a matrix product in another order, and 100 training steps carry those last-digit changes
+# into the printed losses. Once NumPy is loaded the setting is fixed for this kernel: the assert says so.
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")
+assert os.environ["OPENBLAS_NUM_THREADS"] == "1", "restart the kernel with OPENBLAS_NUM_THREADS=1 (or unset)"
 import shutil
 import tempfile
 import time
@@ -64,6 +78,8 @@ print(paper.load_report)
 # with the reason: token-type embeddings and pooler (BertGeneration has none) and a buffer.
 #
 # How much of the model is new?
+#
+# **Predict, then run:** a cross-attention block has the same shapes as a self-attention block, and each layer also has a feed-forward block about twice as large; the word embeddings (30522 x 384) are about half of BERT. Guess the share of the whole bert2bert's parameters that starts random before running the next cell.
 
 # %%
 flat = mbg.flatten(paper.params)
@@ -159,6 +175,8 @@ for name, model in models.items():
 # At step 0 all three are near $\ln 30522 \approx 10.3$, a uniform guess over the vocabulary (the
 # warm-started LM head is BERT's embeddings with no trained output layer). Now the same budget for
 # each:
+#
+# **Predict, then run:** after 100 steps, which of the three models will have the largest source gap $\Delta$? Will the paper's warm start have a lower or a higher held-out loss than random init, and will its gap be closer to 0 or to the copied start's?
 
 # %%
 settings = TrainSettings(steps=100, batch_size=8, lr=5e-4, warmup_steps=10, eval_every=20,
@@ -207,6 +225,8 @@ plt.show()
 # $\Delta = 0.000$ from step 20 to the end, while 16 warmup steps gave a held-out loss of 0.02 by
 # step 80. The first large steps, taken while the LM head is untrained, can teach the decoder the
 # template before its cross-attention is of any use; a gentle start leaves it the time.
+#
+# **Which numbers may vary.** The timings always do (they depend on the machine and its load). The losses and gaps are exact for this NumPy, OpenBLAS build and CPU on one BLAS thread (the first cell pins it): everything is seeded (data, initialisation, batch order, dropout). Another thread count, BLAS build or CPU sums products in another order; after 100 steps the losses then differ in the second or third digit. What does not vary: the paper's start stays on the plateau ($\Delta$ near 0, one output for every input), the copied start copies, and the transformers check at the end passes.
 #
 # What that means in text (4-beam search):
 
@@ -263,3 +283,43 @@ if reference.oracle_available():
 else:
     print("transformers is not installed: the byte-for-byte loading check above is this notebook's check")
 shutil.rmtree(workdir)
+
+# %% [markdown]
+# ## Exercise: copy self-attention into cross-attention
+#
+# Write `my_copy_cross_attention(stack)`, the "copied" start of this chapter. `stack` is a decoder's parameter tree (`decoder.params["bert"]`); `stack["encoder"]["layer"]` is the list of its layers, each with
+#
+# * `"attention"`: the self-attention, `{"self": {"query", "key", "value"}, "output": {"dense", "LayerNorm"}}`, each `{"weight", "bias"}`; a relative-position decoder's `"self"` also holds a `"distance_embedding"`;
+# * `"crossattention"`: the same layout, random.
+#
+# Return a **new** tree in which every layer's cross-attention is a copy of that layer's self-attention ($W_Q, b_Q, W_K, b_K, W_V, b_V$, the output dense and the LayerNorm), as new arrays, so that the two train apart; leave out the `distance_embedding` (cross-attention is always absolute: its queries and keys belong to different sequences); keep everything else, and leave the input tree unchanged.
+#
+# `minibertgen.exercises.check_copy_cross_attention` grades it on small absolute and relative decoders and says what is wrong (a part not copied, key and value swapped, arrays shared instead of copied, the input edited).
+
+# %%
+from minibertgen.exercises import check_copy_cross_attention
+
+
+def my_copy_cross_attention(stack):
+    raise NotImplementedError("your code here")
+
+
+try:
+    check_copy_cross_attention(my_copy_cross_attention)
+except NotImplementedError:
+    print("Not written yet: fill in my_copy_cross_attention above, then run this cell again.")
+
+# %% [markdown]
+# The solution is the package's own `model.copy_self_to_cross_attention` (what `cross_attention_init="self_attention"` calls): the checker compares against it.
+
+# %%
+check_copy_cross_attention(mbg.model.copy_self_to_cross_attention)
+
+# %% [markdown]
+# ## Summary
+#
+# * A warm-started bert2bert loads every BERT tensor twice (encoder and decoder) and starts only the cross-attention and the LM head's bias new; the loading report accounts for every tensor, and the loaded ones equal the file's byte for byte.
+# * With the paper's random cross-attention, a small budget ends on the plateau: the decoder learns the targets as a language model, writes one output for every input, and its source gap $\Delta$ stays near 0.
+# * Copying each layer's self-attention into its cross-attention (with a warmup) makes the model read its source from the first evaluation: it copies every held-out sentence.
+# * The source gap (held-out loss with shuffled sources minus with the true ones) tells reading from guessing when the loss alone cannot.
+# * The fine-tuned checkpoint is a transformers `EncoderDecoderModel`: same logits, same generated tokens.
