@@ -424,17 +424,22 @@ def test_09_step_0_is_a_uniform_guess():
 
 def test_09_source_gaps_and_copies():
     text, out = prose("09"), printed("09")
-    paper_gap, copied_gap = find(r"\$\\Delta\$ stays near 0 \((" + NUMBER + r") at the end, against (" + NUMBER
-                                 + r") for the copied start\)", text, "gap claim")  # fmt: skip
+    paper_gap, copied_gap = find(r"\$\\Delta\$ is only (" + NUMBER + r") at the end, against (" + NUMBER
+                                 + r") for the copied start", text, "gap claim")  # fmt: skip
     gaps = dict(re.findall(r"^(.+?) +\d+\.\d s: held-out loss .*gap (" + NUMBER + ")$", out, flags=re.M))
     check(paper_gap, float(gaps["paper's warm start"]), "the paper's final gap")
     check(copied_gap, float(gaps["warm start, copied"]), "the copied start's final gap")
+    assert float(paper_gap) < float(copied_gap) / 5, "'near the plateau': a small fraction of the copied start's gap"
+    (random_gap,) = find(r"barely reads its source\s+yet \(\$\\Delta\$ = (" + NUMBER + r")\)", text, "random gap")
+    check(random_gap, float(gaps["random init"]), "random init's final gap")
     assert "the copied start copies every held-out sentence" in text
     n = int(find(r"(\d+) held out", text, "held-out size")[0])
     assert f"warm start, copied: {n} of {n} copied exactly, {n} distinct outputs" in out
-    (distinct,) = find(r"the paper's warm start writes .*?, (\d+) distinct output for all eight inputs and none of them "
+    (distinct,) = find(r"the paper's warm start writes .*?, (\d+) distinct outputs\s+for eight inputs, none of them "
                        r"its input", text, "plateau claim")  # fmt: skip
     assert f"paper's warm start: 0 of {n} copied exactly, {distinct} distinct outputs" in out
+    (random_distinct,) = find(r"random init writes (\d+) distinct outputs", text, "random init's outputs")
+    assert f"random init: 0 of {n} copied exactly, {random_distinct} distinct outputs" in out
 
 
 def test_09_new_tensors_are_the_cross_attention_and_the_bias():

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +101,40 @@ def test_notebook_has_maths_code_path_check_and_picture(path):
     assert any(k in code for k in ("assert_close", "grad_check", "assert ")), f"{path.name}: no check"
     assert "reference" in code, f"{path.name}: no comparison with the reference"
     assert "plt." in code, f"{path.name}: no picture"
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
+def test_notebook_is_a_course_chapter(path):
+    """What a teacher needs of each chapter (issue 18): objectives, prerequisites and time up front, a
+    summary at the end, at least two "predict, then run" prompts, and an auto-graded exercise whose
+    stub is let through by its checker."""
+    cells = read(path)["cells"]
+    first = "".join(cells[0]["source"])
+    for line in ("**You will learn:**", "**Prerequisites:**", "**Time:**"):
+        assert any(row.startswith(line) for row in first.splitlines()), f"{path.name}: first cell lacks {line}"
+    assert cells[-1]["cell_type"] == "markdown" and "".join(cells[-1]["source"]).startswith("## Summary"), (
+        f"{path.name}: the last cell should be a markdown '## Summary'")
+    markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert markdown.count("**Predict, then run:**") >= 2, f"{path.name}: fewer than two 'Predict, then run' prompts"
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert 'raise NotImplementedError("your code here")' in code and "from minibertgen.exercises import" in code, (
+        f"{path.name}: no auto-graded exercise (a stub and a checker from minibertgen.exercises)")
+
+
+def test_syllabus_lists_every_chapter_in_order_with_its_time():
+    """notebooks/README.md is the course's syllabus: a row per notebook, in order, whose time is the one
+    the chapter's first cell states and whose checkers are the ones the chapter imports."""
+    syllabus = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d\d) \| \[[^\]]+\]\(([^)]+)\.ipynb\)(.*)$", syllabus, re.M)
+    assert [stem for _, stem, _ in rows] == EXPECTED, "one syllabus row per notebook, in the course's order"
+    for number, stem, rest in rows:
+        cells = read(NOTEBOOKS / f"{stem}.ipynb")["cells"]
+        assert stem.startswith(number)
+        (minutes,) = re.findall(r"^\*\*Time:\*\* about (\d+) minutes", "".join(cells[0]["source"]), re.M)
+        assert f"| {minutes} min |" in rest, f"{stem}: the syllabus should say {minutes} min"
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for checker in re.findall(r"`(check_\w+)`", rest):
+            assert checker in code, f"{stem}: the syllabus names {checker}, which the chapter does not call"
 
 
 def _notebook_text():
