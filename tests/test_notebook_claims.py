@@ -62,7 +62,7 @@ def latex_number(text: str) -> str:
 def agrees(stated: str, value: float) -> bool:
     """The printed ``value`` rounds to ``stated`` at the stated number's last digit (half a unit of it)."""
     stated = latex_number(stated)
-    unit = Decimal(10) ** Decimal(stated).normalize().as_tuple().exponent if "." in stated or "e" in stated else Decimal(1)
+    unit = Decimal(10) ** Decimal(stated).as_tuple().exponent if "." in stated or "e" in stated else Decimal(1)
     # half a unit of the last stated digit, plus a relative 1e-12 for binary-to-decimal noise
     return abs(value - float(stated)) <= float(unit) / 2 * (1 + 1e-12)
 
@@ -77,6 +77,7 @@ def test_agrees_rounds_to_the_stated_digit():
     assert agrees("4.2 \\cdot 10^{-12}", 4.2e-12) and agrees("10^{-4}", 1.0e-4) and agrees("552", 552.0)
     assert not agrees("0.12", 0.126) and not agrees("6.95", 6.94) and not agrees("2.7e-06", 2.76e-06)
     assert not agrees("552", 553.0) and not agrees("10^{-4}", 1e-5)
+    assert agrees("0.00", 0.004) and not agrees("0.00", 0.416)  # trailing zeros are stated digits too
 
 
 # ---------------------------------------------------------------- 01 tokenization
@@ -459,6 +460,104 @@ def test_09_exercise_is_a_stub_and_the_share_of_new_parameters_is_printed():
     assert "check_copy_cross_attention: every layer's cross-attention is a copy" in printed("09")
     new, total, share = find(r"new \(random\) parameters: ([\d,]+) of ([\d,]+) \((" + NUMBER + r")%\)", printed("09"), "share")
     check(share, 100 * int(new.replace(",", "")) / int(total.replace(",", "")), "the share of new parameters")
+
+
+# ---------------------------------------------------------------- 10 training dynamics
+
+
+def _evals_10(out: str) -> list[tuple[int, float, float, float, float]]:
+    """The run's table: (step, recent training loss, held-out, shuffled sources, gap) per evaluation."""
+    rows = re.findall(r"^ *(\d+) +(" + NUMBER + ") +(" + NUMBER + ") +(" + NUMBER + ") +(" + NUMBER + ")$", out, re.M)
+    return [(int(r[0]), *map(float, r[1:])) for r in rows]
+
+
+def test_10_schedule_and_gradient_norms():
+    text, out = prose("10"), printed("10")
+    T, w = find(r"T = (\d+), w = (\d+), peak lr", out, "schedule line")
+    assert f"the run below has $T = {T}$ and $w = {w}$" in text
+    lrs = dict(re.findall(r"step +(\d+): lr (" + NUMBER + ")", out))
+    assert float(lrs["0"]) == 0 and "The very first optimizer step uses learning rate 0" in text
+    assert float(lrs[w]) == 5e-4 and f"Step {w} is the first at the peak" in text and float(lrs[str(int(w) - 1)]) < 5e-4
+    (last,) = find(r"the last step, (\d+), uses \$(" + NUMBER + r" \\cdot 10\^\{-?\d+\})\$", text, "last lr")[:1]
+    assert int(last) == int(T) - 1
+    (stated_last,) = find(r"the last step, \d+, uses \$([^$]+)\$", text, "last lr value")
+    check(stated_last, float(lrs[last]), "the last step's learning rate")
+    first5, last5, n_clipped, n_steps, largest = find(
+        r"gradient norm: (" + NUMBER + r") over the first 5 steps, (" + NUMBER + r") over the last 5; clipped on (\d+) "
+        r"of (\d+) steps \(the largest: (" + NUMBER + ")", out, "norm line")  # fmt: skip
+    body, summary = text[: text.index("## Summary")], text[text.index("## Summary") :]
+    for part in (body, summary):
+        check(find(r"(" + NUMBER + r") (?:on average )?over the first 5 steps", part, "first norms")[0], float(first5), "first 5 norms")
+        assert re.search(rf"{n_clipped} of (?:the )?{n_steps}\b", part), "the clipped count"
+    check(find(r"\((" + NUMBER + r") over the last 5 steps", text, "last norms")[0], float(last5), "last 5 norms")
+    assert int(n_clipped) > int(n_steps) // 2 and "most steps" in text  # "on most steps"
+
+
+def test_10_losses_and_gaps_follow_the_table():
+    text, out = prose("10"), printed("10")
+    evals = _evals_10(out)
+    assert len(evals) == 8 and evals[-1][0] == 200, evals
+    first, last = evals[0], evals[-1]
+    held_from, step_from, held_to, step_to, train_last = find(
+        r"from (" + NUMBER + r") held out at step (\d+) to (" + NUMBER + r") at step (\d+), with the training batches' "
+        r"mean at (" + NUMBER + ")", text, "loss claim")  # fmt: skip
+    assert (int(step_from), int(step_to)) == (first[0], last[0])
+    check(held_from, first[2], "first held-out loss")
+    check(held_to, last[2], "last held-out loss")
+    check(train_last, last[1], "last training mean")
+    assert last[1] > last[2]  # "higher than held out"
+    gap_from, gap_to = find(r"source gap\*\* grows from \+(" + NUMBER + r") at step \d+ to \+(" + NUMBER + ")", text, "gap claim")
+    check(gap_from, first[4], "first gap")
+    check(gap_to, last[4], "last gap")
+    (rise_step, rise_from, rise_to) = find(r"After step (\d+) the shuffled-source loss \*rises\* \((" + NUMBER + r") then, ("
+                                           + NUMBER + r") at the end\)", text, "rise claim")  # fmt: skip
+    shuffled = {e[0]: e[3] for e in evals}
+    check(rise_from, shuffled[int(rise_step)], "shuffled loss at the turn")
+    check(rise_to, last[3], "final shuffled loss")
+    later = [shuffled[k] for k in sorted(shuffled) if k >= int(rise_step)]
+    assert later == sorted(later), "the shuffled-source loss rises after the stated step"
+    held = [e[2] for e in evals]
+    assert held == sorted(held, reverse=True), "the held-out loss falls at every evaluation"
+
+
+def test_10_the_model_writes_the_held_out_fusions():
+    text, out = prose("10"), printed("10")
+    right, n, distinct, n_sources = find(r"exact match 1\.000 \((\d+) of (\d+)\), token accuracy 1\.000, (\d+) distinct "
+                                         r"predictions for (\d+) sources", out, "scores line")  # fmt: skip
+    assert right == n == distinct == n_sources == "32"
+    assert "All 32 held-out fusions are exactly right, 32 different sentences for 32 sources" in text
+    held, gap = find(r"held-out loss (" + NUMBER + r"), with shuffled sources " + NUMBER + r": source gap (" + NUMBER + ")", out, "gap line")
+    for claim in (r"with a source gap of (" + NUMBER + ") nats per token", r"with a gap of (" + NUMBER + ") nats"):
+        check(find(claim, text, "gap claim")[0], float(gap), "final gap")
+    check(find(r"ends at a held-out loss of (" + NUMBER + ")", text, "summary loss")[0], float(held), "final held-out loss")
+    assert "Mark finished the work although he was tired." in text
+    assert "prediction: mark finished the work although he was tired." in out
+    (params,) = find(r"(?m)^([\d,]+) parameters$", out, "parameter count")
+    check(find(r"the (" + NUMBER + r") million parameters printed below", text, "parameters claim")[0],
+          int(params.replace(",", "")) / 1e6, "parameters in millions")  # fmt: skip
+
+
+def test_10_clipping_agrees_with_torch_to_float32_rounding():
+    out = printed("10")
+    (diff,) = find(r"the two norms differ by (" + NUMBER + r") relative, and so do the clipped gradients", out, "clip line")
+    assert float(diff) < 1e-4, "float32 sums of 48.7 M squares: about four digits"
+
+
+def test_10_overfitting_numbers():
+    text, out = prose("10"), printed("10")
+    (n_tokens,) = find(r"(?m)^(\d+) tokens, [\d,]+ parameters, 100 steps", out, "tiny line")
+    assert f"the {int(n_tokens) - 5} words the fusion generator can write" in text  # + 5 special tokens
+    low, at, end, train_end = find(r"held-out loss: lowest (" + NUMBER + r") at step (\d+), (" + NUMBER + r") at the end; "
+                                   r"training loss at the end (" + NUMBER + ")", out, "overfit line")  # fmt: skip
+    body, summary = text[: text.index("## Summary")], text[text.index("## Summary") :]
+    claims = find(r"its training loss falls to (" + NUMBER + r"), while its held-out loss is lowest at step (\d+) \(("
+                  + NUMBER + r")\) and then rises, to (" + NUMBER + ") at the end", body, "overfit claim")  # fmt: skip
+    claims += find(r"reaches (" + NUMBER + r") in training while its held-out loss climbs from (" + NUMBER
+                   + r") \(step (\d+)\) to (" + NUMBER + ")", summary, "summary claim")  # fmt: skip
+    for stated, value, what in zip(claims, (train_end, at, low, end, train_end, low, at, end),
+                                   ("training", "step", "lowest", "end", "training", "lowest", "step", "end")):  # fmt: skip
+        check(stated, float(value), f"overfitting: {what}")
+    assert float(end) > float(low) + 0.5 and float(train_end) < 0.05  # memorised, and worse held out
 
 
 # ---------------------------------------------------------------- 11 beam search

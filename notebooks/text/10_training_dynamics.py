@@ -88,7 +88,7 @@ else:
 # %% [markdown]
 # ## One run of the recipe
 #
-# `demo.RECIPE` trains 200 steps; on one CPU core a MiniLM bert2bert step (batch 8, forward, backward, clipping, AdamW over the 48.7 million parameters printed below) takes about 1.5 s, so the 200 steps take about 5 minutes: the cell below is the notebook's long one. Everything is the recipe (the demo's warm run, evaluated twice as often for a finer curve): the warm start from MiniLM with copied cross-attention, batch 8, 10% warmup, linear decay, gradient clipping at norm 1, weight decay 0.01 (not on biases and LayerNorm weights), dropout 0.1.
+# `demo.RECIPE` trains 200 steps; on one CPU core a MiniLM bert2bert step (batch 8, forward, backward, clipping, AdamW over the 48.7 million parameters printed below) takes about a second, so the 200 steps take 3-5 minutes: the cell below is the notebook's long one. Everything is the recipe (the demo's warm run, evaluated twice as often for a finer curve): the warm start from MiniLM with copied cross-attention, batch 8, 10% warmup, linear decay, gradient clipping at norm 1, weight decay 0.01 (not on biases and LayerNorm weights), dropout 0.1.
 #
 # Before any training, the model's held-out loss is that of a uniform guess over 30522 tokens, and the source makes no difference yet:
 
@@ -152,7 +152,12 @@ print(f"gradient norm: {norms[:5].mean():.2f} over the first 5 steps, {norms[-5:
       f"clipped on {clipped.sum()} of {STEPS} steps (the largest: {norms.max():.1f} at step {steps[norms.argmax()]})")
 
 # %% [markdown]
-# DYNAMICS_PROSE
+# What the run shows:
+#
+# * **The schedule.** The very first optimizer step uses learning rate 0: it only feeds Adam's moment estimates their first gradient, and the weights do not move. Step 20 is the first at the peak $5 \cdot 10^{-4}$, and the last step, 199, uses $2.778 \cdot 10^{-6}$ (the decay reaches 0 at step $T = 200$, which is never taken).
+# * **Gradient norms.** They start large: 10.76 on average over the first 5 steps, while the LM head and the fresh cross-attention are far from where they will end. Clipping to norm 1 acts on 161 of the 200 steps, so for most of the run the update's size is set by the clipping and the schedule, not by the raw gradient; the norms come down as the loss does (1.85 over the last 5 steps; single batches still spike).
+# * **Training against held-out loss.** The two fall together, from 4.869 held out at step 25 to 0.033 at step 200, with the training batches' mean at 0.070 over the last 25 steps: higher than held out, because training runs with dropout 0.1 and evaluation without. No overfitting: 200 steps of batch 8 see 1600 of the 4000 training pairs, each at most once, so every training batch is new data too.
+# * **The source gap** grows from +0.402 at step 25 to +4.847 at step 200. After step 75 the shuffled-source loss *rises* (3.328 then, 4.879 at the end) while the true-source loss falls: the model relies on its input more and more, the opposite of notebook 09's plateau.
 #
 # ## What the model writes
 #
@@ -178,11 +183,11 @@ print(f"held-out loss {result['heldout_loss']:.3f}, with shuffled sources {resul
 assert result["exact_match"] > 0.5 and result["distinct_predictions"] >= len(heldout) - 2 and result["source_gap"] > 2, result
 
 # %% [markdown]
-# PREDICTIONS_PROSE
+# All 32 held-out fusions are exactly right, 32 different sentences for 32 sources, with a source gap of 4.85 nats per token: the model reads its input and writes the fusion, the connective and the pronoun for a repeated subject included ("Mark finished the work although he was tired."). These are the figures of `minibertgen demo`'s warm run (README, "The main job": exact match 1.000, 32 distinct predictions; its losses differ in the last digits, since the demo runs on two BLAS threads).
 #
-# ## Check: clipping equals torch's
+# ## Check: clipping agrees with torch's
 #
-# `clip_grad_norm` computes one norm over *all* gradient entries, $\lVert g \rVert = \sqrt{\sum_{\text{tensors}} \sum_i g_i^2}$, and when it exceeds `max_norm` multiplies every tensor by $\text{max\_norm} / (\lVert g \rVert + 10^{-6})$, so the update keeps its direction. Here it is on one batch's gradients of the trained model, against `torch.nn.utils.clip_grad_norm_`:
+# `clip_grad_norm` computes one norm over *all* gradient entries, $\lVert g \rVert = \sqrt{\sum_{\text{tensors}} \sum_i g_i^2}$, and when it exceeds `max_norm` multiplies every tensor by $\text{max\_norm} / (\lVert g \rVert + 10^{-6})$, so the update keeps its direction. Here it is on one batch's gradients of the trained model, against `torch.nn.utils.clip_grad_norm_`. Both norms are float32 sums of squares over 48.7 million entries, so they agree with each other and with the float64 sum only to about four digits, not to the last one (the cell prints how far):
 
 # %%
 from minibertgen.train import clip_grad_norm, collate
@@ -192,8 +197,12 @@ grads = run.model.backward(run.model(**batch, train=True, rng=np.random.default_
 max_norm = 0.1  # below this batch's norm, so clipping acts
 clipped_grads, norm = clip_grad_norm(grads, max_norm)
 flat, flat_clipped = mbg.flatten(grads), mbg.flatten(clipped_grads)
-print(f"global norm {norm:.4f} over {len(flat)} tensors; after clipping "
+exact = np.sqrt(sum(np.dot(g.ravel().astype(np.float64), g.ravel().astype(np.float64)) for g in flat.values()))
+print(f"global norm {norm:.6f} over {len(flat)} tensors (float64 sum of squares: {exact:.6f}); after clipping "
       f"{np.sqrt(sum(float(np.vdot(g, g)) for g in flat_clipped.values())):.4f}")
+# global_norm adds one float32 BLAS dot per tensor (no squared copy): over up to 11.7 M entries a float32
+# accumulation is good to about 1e-4 relative (4e-5 measured on random data of the embeddings' shape).
+assert_close(np.array(norm), np.array(exact), atol=0, rtol=1e-4, name="our norm against the float64 one")
 if reference.oracle_available():
     tensors = []
     for name in sorted(flat):
@@ -201,10 +210,15 @@ if reference.oracle_available():
         tensor.grad = torch.from_numpy(flat[name].copy())
         tensors.append((name, tensor))
     torch_norm = float(torch.nn.utils.clip_grad_norm_([t for _, t in tensors], max_norm))
-    assert_close(np.array(norm), np.array(torch_norm), rtol=1e-5, name="norm")
-    worst = max(float(np.abs(flat_clipped[name] - t.grad.numpy()).max()) for name, t in tensors)
-    assert worst < 1e-8, worst
-    print(f"torch.nn.utils.clip_grad_norm_: norm {torch_norm:.4f}, clipped gradients differ by at most {worst:.1e}")
+    # torch's float32 norms: 1e-3 relative measured on random data of the embeddings' shape
+    assert_close(np.array(torch_norm), np.array(exact), atol=0, rtol=1e-3, name="torch's norm against the float64 one")
+    # Each side scales by max_norm / (its own norm + 1e-6): the clipped gradients differ by the norms' ratio.
+    ratio_gap = abs((torch_norm + 1e-6) / (norm + 1e-6) - 1)
+    worst = max(float(np.abs(flat_clipped[name] - t.grad.numpy()).max() / (np.abs(t.grad.numpy()).max() + 1e-30))
+                for name, t in tensors)  # fmt: skip
+    assert worst <= 1.01 * ratio_gap + 1e-6, (worst, ratio_gap)  # + float32 rounding of the products
+    print(f"torch.nn.utils.clip_grad_norm_: norm {torch_norm:.6f}; the two norms differ by {ratio_gap:.1e} relative, "
+          f"and so do the clipped gradients (at most {worst:.1e})")
 else:
     print("transformers is not installed: clip_grad_norm is checked against torch in tests/test_training_reference.py")
 
@@ -250,7 +264,7 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# OVERFIT_PROSE
+# The tiny model memorises: its training loss falls to 0.0196, while its held-out loss is lowest at step 15 (4.626) and then rises, to 5.789 at the end. Every step after 15 makes it better on the 8 pairs it has seen and worse on the 32 it has not: the gap between the curves is what it learnt by heart. The remedies are the ones the fusion run had: more data (4000 pairs), dropout, a pre-trained start; and, when they are not enough, early stopping: evaluate every `eval_every` steps and keep the checkpoint with the lowest held-out loss.
 #
 # ## Exercise: write the schedule
 #
@@ -280,4 +294,7 @@ check_warmup_schedule(linear_schedule)
 # %% [markdown]
 # ## Summary
 #
-# SUMMARY_PROSE
+# * The learning rate of step $k$ is $\eta f(k)$: a ramp from 0 (the first step takes learning rate 0) to the peak at step $w$, then a linear decay to 0 at step $T$; `linear_schedule` equals transformers' `get_linear_schedule_with_warmup` at every step.
+# * A warm start's gradient norms begin large (10.76 over the first 5 steps here) and clipping to norm 1 sets the update on most steps (161 of 200); `clip_grad_norm` scales every tensor by one factor and agrees with torch's to the float32 rounding of two sums of 48.7 million squares.
+# * The held-out loss measures learning, and the source gap tells reading from guessing: the recipe's run ends at a held-out loss of 0.033 with a gap of 4.85 nats, and writes all 32 held-out fusions exactly right, each different.
+# * Overfitting is the training loss falling while the held-out loss rises: a tiny model on 8 pairs reaches 0.0196 in training while its held-out loss climbs from 4.626 (step 15) to 5.789. Stop where the held-out loss is lowest.
