@@ -3,8 +3,9 @@ checkers in minibertgen.exercises grade (the package's solution passes, a wrong 
 
 Executing the notebooks needs the ``tutorials`` tools (nbclient, nbformat, ipykernel, matplotlib):
 without them these tests skip, or fail in CI (MINIBERTGEN_REQUIRE_ORACLE=1). The notebooks that use
-the real MiniLM checkpoint ask for it through ``require_path``. All ten take about 5 minutes on 2
-CPU cores; ``-m "not slow"`` leaves them out.
+the real MiniLM checkpoint ask for it through ``require_path``. The fourteen run two at a time (one
+BLAS thread each, the two that fine-tune MiniLM first) and take about 6 minutes on 2 CPU cores, most
+of it notebook 10's 200 training steps; ``-m "not slow"`` leaves them out.
 """
 
 from __future__ import annotations

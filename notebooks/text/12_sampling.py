@@ -35,7 +35,7 @@
 
 # %% [markdown]
 # We need a model whose distributions are worth sampling: the toy of notebook 11, retrained with its
-# recipe (300 steps, a few seconds). It **reverses** 4-6 tokens but stops early: after the second
+# recipe (`minibertgen.toys.train_reverser`: 300 steps, a few seconds). It **reverses** 4-6 tokens but stops early: after the second
 # output token each further token is dropped with probability 0.4 (then eos, token 1). The order of
 # the tokens is certain; *where to stop* is not.
 
@@ -47,36 +47,9 @@ import minibertgen as mbg
 from minibertgen import processors
 from minibertgen.generation_config import resolve_settings
 from minibertgen.ops import log_softmax
-from minibertgen.train import AdamW, clip_grad_norm, default_no_decay, linear_schedule
+from minibertgen.toys import EOS, START, PAD, V, reverse_and_stop, train_reverser
 
-EOS, START, PAD, V = 1, 2, 0, 16
-
-
-def reverse_and_stop(rng, n=32, stop=0.4):
-    """Notebook 11's task: (source (n, 6), its mask, labels (n, 7) with -100 after eos)."""
-    src, labels = np.zeros((n, 6), dtype=np.int64), np.full((n, 7), -100)
-    for b in range(n):
-        length = rng.integers(4, 7)
-        seq = rng.integers(3, V, size=length)
-        src[b, :length] = seq
-        keep = 2
-        while keep < length and rng.random() >= stop:
-            keep += 1
-        labels[b, : keep + 1] = [*seq[::-1][:keep], EOS]
-    return src, (src != PAD).astype(np.float32), labels
-
-
-part = mbg.BertGenerationConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                intermediate_size=64, max_position_embeddings=16, hidden_dropout_prob=0.0,
-                                attention_probs_dropout_prob=0.0)
-config = mbg.EncoderDecoderConfig(part, part, decoder_start_token_id=START, pad_token_id=PAD, eos_token_id=EOS)
-model = mbg.EncoderDecoderModel(config, seed=0)
-rng, optimizer, steps = np.random.default_rng(1), AdamW(lr=1e-2, weight_decay=0.01, no_decay=default_no_decay), 300
-for step in range(steps):
-    src, src_mask, labels = reverse_and_stop(rng)
-    grads, _ = clip_grad_norm(model.backward(model(src, src_mask, labels=labels)), 1.0)
-    model.params = optimizer.step(model.params, grads, lr=1e-2 * linear_schedule(step, 10, steps))
-model.to(dtype="float64")  # float64 from here on, for exact comparisons with the reference
+model = train_reverser()  # 300 steps of notebook 08's loop (a few seconds), returned in float64
 
 inputs, input_mask, _ = reverse_and_stop(np.random.default_rng(5), n=24)  # 24 fresh test inputs
 x, x_mask = inputs[:1], input_mask[:1]
