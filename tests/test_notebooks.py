@@ -4,7 +4,7 @@ checkers in minibertgen.exercises grade (the package's solution passes, a wrong 
 Executing the notebooks needs the ``tutorials`` tools (nbclient, nbformat, ipykernel, matplotlib):
 without them these tests skip, or fail in CI (MINIBERTGEN_REQUIRE_ORACLE=1). The notebooks that use
 the real MiniLM checkpoint ask for it through ``require_path``. The fourteen run two at a time (one
-BLAS thread each, the two that fine-tune MiniLM first) and take about 6 minutes on 2 CPU cores, most
+BLAS thread each, the two that fine-tune MiniLM first) and take about 7 minutes on 2 CPU cores, most
 of it notebook 10's 200 training steps; ``-m "not slow"`` leaves them out.
 """
 
@@ -164,16 +164,19 @@ def test_text_twin_catches_an_edited_cell():
 
 
 @pytest.fixture(scope="module")
-def notebook_runs(tmp_path_factory):
-    """Start every notebook in a fresh kernel (scripts/execute_notebooks.py --to, one process each),
-    NOTEBOOK_WORKERS at a time and the longest first; each test below waits for its own."""
+def notebook_runs(request, tmp_path_factory):
+    """Start every selected notebook in a fresh kernel (scripts/execute_notebooks.py --to, one process
+    each), NOTEBOOK_WORKERS at a time and the longest first; each test below waits for its own."""
     for name in ("nbformat", "nbclient", "ipykernel", "matplotlib"):
         require_module(name)
     folder = tmp_path_factory.mktemp("executed")
     env = dict(os.environ)
     for name in THREAD_VARIABLES:  # the kernel inherits this environment
         env.setdefault(name, "1")
-    runnable = [p for p in notebook_paths() if p.stem not in NEEDS_MINILM or find_weights("minilm-l6")]
+    selected = {item.callspec.id for item in request.session.items
+                if item.originalname == "test_notebook_runs_top_to_bottom"}  # fmt: skip
+    has_minilm = find_weights("minilm-l6") is not None
+    runnable = [p for p in notebook_paths() if p.stem in selected and (has_minilm or p.stem not in NEEDS_MINILM)]
     runnable.sort(key=lambda p: (LONGEST.index(p.stem) if p.stem in LONGEST else len(LONGEST), p.stem))
     script = str(NOTEBOOKS.parent / "scripts" / "execute_notebooks.py")
     with ThreadPoolExecutor(NOTEBOOK_WORKERS) as pool:
@@ -199,8 +202,8 @@ def test_notebook_runs_top_to_bottom(path, notebook_runs):
                     pytrace=False)  # fmt: skip
     notebook = read(folder / path.name)
     printed = "".join(
-        out.get("text", "") for cell in notebook["cells"] if cell["cell_type"] == "code"
-        for out in cell.get("outputs", [])
+        "".join(out.get("text", ""))  # a saved stream's text is a string or a list of lines
+        for cell in notebook["cells"] if cell["cell_type"] == "code" for out in cell.get("outputs", [])
     )  # fmt: skip
     if REQUIRED:  # in CI the live comparisons must run, not fall back to the dumps
         assert NO_ORACLE not in printed, f"{path.name} fell back from the live oracle: {NO_ORACLE}"
