@@ -49,13 +49,12 @@ def main(argv=None) -> int:
         except nbclient.exceptions.CellExecutionError as exc:
             print(f"{path.name} failed in a fresh kernel:\n{exc}", file=sys.stderr)
             return 1
-        if args.to:
-            args.to.mkdir(parents=True, exist_ok=True)
-            nbformat.write(notebook, args.to / path.name)
-        else:
-            nbformat.write(notebook, path)
+        written = args.to / path.name if args.to else path
+        written.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, written)
+        if not args.to:
             write_text_twins([path])
-        print(f"{path.name}: {time.perf_counter() - start:.0f} s, {path.stat().st_size / 1024:.0f} KiB")
+        print(f"{path.name}: {time.perf_counter() - start:.0f} s, {written.stat().st_size / 1024:.0f} KiB")
     return 0
 
 
