@@ -22,7 +22,8 @@ Two stages:
    finally make every punctuation character a word of its own.
 2. *WordPiece* splits each word greedily, longest match first: take the longest prefix that is in
    the vocabulary, then the longest continuation that is in the vocabulary *with a "##" prefix*
-   (the "##" says "glued to the previous piece"), and so on. "unaffable" -> ``un ##aff ##able``. If
+   (the "##" says "glued to the previous piece"), and so on. With the vocabulary of transformers'
+   BERT tests, "unaffable" -> ``un ##aff ##able`` (a real vocabulary may cut it elsewhere). If
    some position has no match, or the word is longer than 100 characters, the whole word becomes
    ``[UNK]``. Decoding joins the pieces with spaces and deletes " ##".
 
@@ -744,7 +745,8 @@ def basic_tokenize(text: str, *, do_lower_case: bool = True, strip_accents: bool
 
 def wordpiece_tokenize(word: str, vocab, unk_token: str = "[UNK]",
                        max_input_chars_per_word: int = MAX_INPUT_CHARS_PER_WORD) -> list[str]:  # fmt: skip
-    """Greedy longest-match-first WordPiece of one word: "unaffable" -> ["un", "##aff", "##able"].
+    """Greedy longest-match-first WordPiece of one word: with the vocabulary of transformers' BERT
+    tests, "unaffable" -> ["un", "##aff", "##able"] (notebook 01 shows how MiniLM's cuts it).
 
     Pieces after the first are looked up with a "##" prefix. If no piece fits at some position,
     or the word has more than ``max_input_chars_per_word`` characters, the whole word is [unk_token].

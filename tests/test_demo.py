@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+from pathlib import Path
+
+import pytest
 
 from minibertgen.cli import main
 from minibertgen.demo import INITIALISATIONS, PAPER_TABLE, ascii_curve, scores, table_text
@@ -75,3 +79,48 @@ def test_table_text_puts_the_papers_figures_beside_the_random_start_rows():
     rows = [{"initialisation": "rnd2bert", "cross_attention_init": c, **row} for c in ("random", "self_attention")]
     lines = table_text(rows).splitlines()
     assert "DiscoFuse 60.0 / 87.6" in lines[1] and "paper" not in lines[2]  # Rothe et al., Table 2: rnd2bert
+
+
+def load_demo_seeds():
+    spec = importlib.util.spec_from_file_location("demo_seeds", Path(__file__).parents[1] / "scripts" / "demo_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_seeds_runs_each_seed_in_its_own_process_and_tables_the_range(tmp_path, capsys):
+    require_path(find_weights("minilm-l6") or tmp_path / "minilm-l6", "the MiniLM checkpoint")
+    demo_seeds = load_demo_seeds()
+    out = tmp_path / "seeds"
+    assert demo_seeds.main(["--seeds", "3", "4", "3", "--jobs", "2", "--steps", "2", "--train-size", "16",
+                            "--heldout", "2", "--max-new-tokens", "4", "--random", "--out", str(out)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    for seed in (3, 4):
+        record = json.loads((out / f"seed-{seed}.json").read_text())
+        assert record["seed"] == seed and record["steps"] == 2
+        for name in ("warm", "random"):
+            assert {"exact_match", "source_gap", "distinct_predictions", "seconds"} <= set(record[name])
+            assert [set(row) for row in record[name]["rows"]] == [{"source", "target", "prediction"}] * 2
+        assert f"| {seed} | warm |" in text and f"| {seed} | random |" in text
+    # the two seeds draw different data: the held-out sources differ
+    sources = [[row["source"] for row in json.loads((out / f"seed-{s}.json").read_text())["warm"]["rows"]] for s in (3, 4)]
+    assert sources[0] != sources[1]
+    assert "| all | warm (min-max) |" in text and text.count("seed 3: started") == 1
+
+
+def test_demo_seeds_table_gives_the_range_over_seeds():
+    demo_seeds = load_demo_seeds()
+    scores = {"exact_match": 1.0, "token_accuracy": 1.0, "heldout_loss": 0.03, "shuffled_source_loss": 4.9,
+              "source_gap": 4.87, "distinct_predictions": 32}  # fmt: skip
+    worse = {**scores, "exact_match": 0.906, "distinct_predictions": 31}
+    text = demo_seeds.table([{"seed": 0, "warm": scores}, {"seed": 1, "warm": worse}], ["warm"])
+    assert "| 1 | warm | 0.906 |" in text
+    assert text.splitlines()[-1].startswith("| all | warm (min-max) | 0.906-1.000 | 1.000-1.000 | 0.030-0.030")
+    assert text.splitlines()[-1].endswith("| 31-32 |")
+
+
+def test_demo_seeds_refuses_a_size_below_one(capsys):
+    demo_seeds = load_demo_seeds()
+    with pytest.raises(SystemExit):
+        demo_seeds.main(["--jobs", "0"])
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
